@@ -1,0 +1,96 @@
+"""Stage-1 reproduction on Beauty/Sports (issue: core library part 1).
+
+Runs each (dataset, backbone, objective, seed) through the real CLI, one after another, skipping runs
+whose results are already recorded. A run interrupted mid-way resumes from its last epoch checkpoint
+(`raserec pretrain` does that for an existing --output). Results are appended, as each run finishes,
+to benchmarks/results/stage1.jsonl (tracked), with the exact command, epochs and wall time.
+
+    python benchmarks/stage1.py [--only NAME ...] [--data-root ../shared/data] [--work benchmarks/runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "stage1.jsonl"
+
+DUOREC = ["--set", "pretrain.objective=duorec", "--set", "pretrain.contrast=us_x"]
+SASREC = ["--set", "pretrain.objective=ce"]
+GRU4REC = ["--set", "pretrain.objective=ce", "--set", "model.backbone=gru4rec"]
+
+RUNS = [
+    ("beauty", "duorec", 2020, DUOREC),
+    ("beauty", "sasrec", 2020, SASREC),
+    ("beauty", "gru4rec", 2020, GRU4REC),
+    ("beauty", "duorec", 2021, DUOREC),
+    ("beauty", "duorec", 2022, DUOREC),
+    ("sports", "duorec", 2020, DUOREC),
+    ("beauty", "sasrec", 2021, SASREC),
+    ("beauty", "sasrec", 2022, SASREC),
+    ("beauty", "gru4rec", 2021, GRU4REC),
+    ("beauty", "gru4rec", 2022, GRU4REC),
+    ("sports", "duorec", 2021, DUOREC),
+    ("sports", "duorec", 2022, DUOREC),
+]
+
+
+def recorded() -> set[str]:
+    if not RESULTS.exists():
+        return set()
+    return {json.loads(line)["name"] for line in RESULTS.read_text().splitlines() if line.strip()}
+
+
+def sh(cmd: list[str], log: Path) -> None:
+    print("$", " ".join(cmd), flush=True)
+    with open(log, "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", help="run names (dataset-model-seed) to run")
+    ap.add_argument("--data-root", default=os.environ.get("RASEREC_DATA", str(HERE.parent.parent / "shared" / "data")))
+    ap.add_argument("--work", default=str(HERE / "runs"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    done = recorded()
+    for dataset, model, seed, flags in RUNS:
+        name = f"{dataset}-{model}-{seed}"
+        if name in done or (args.only and name not in args.only):
+            continue
+        data_dir = work / "data" / dataset
+        if not (data_dir / "stats.json").exists():
+            sh(["raserec", "preprocess", "--input", str(Path(args.data_root) / f"{dataset}.txt"), "--output", str(data_dir)],
+               work / f"preprocess-{dataset}.log")
+        out = work / name
+        cmd = ["raserec", "pretrain", "--data", str(data_dir), "--output", str(out), "--seed", str(seed), *flags]
+        t0 = time.time()
+        sh(cmd, work / f"{name}.log")
+        metrics = json.loads((out / "metrics.json").read_text())
+        manifest = json.loads((out / "model.json").read_text())
+        record = {
+            "name": name, "dataset": dataset, "model": model, "seed": seed,
+            "command": " ".join(cmd),
+            "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
+            "train_seconds": round(manifest["train_seconds"], 1),
+            "wall_seconds_this_invocation": round(time.time() - t0, 1),
+            "threads": __import__("torch").get_num_threads(),
+            "metrics": metrics,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ndcg@10 {metrics['test/ndcg@10']:.4f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The command line: the only edge that reads argv and the environment and chooses the device."""

@@ -1,0 +1,110 @@
+"""``raserec <command>``: argument parsing, config loading and device choice, then one call into ``steps``.
+
+Results (metrics, stats) go to stdout as JSON; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (dotted path), repeatable")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto = CUDA when present")
+    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raserec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("preprocess", help="interactions -> dataset folder (k-core, leave-one-out split)")
+    _common(p)
+    p.add_argument("--input", required=True)
+    p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
+    p.add_argument("--k-core", type=int)
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("pretrain", help="stage 1: train the sequence encoder")
+    _common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--restart", action="store_true", help="discard an existing run in --output")
+
+    p = sub.add_parser("evaluate", help="full-ranking evaluation of a trained model")
+    _common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--split", choices=["valid", "test", "both"], default="both")
+    p.add_argument("--topk-output", help="Parquet file for every user's top-K list")
+    p.add_argument("--metrics-output", help="JSON file for the metrics")
+    return parser
+
+
+FLAG_KEYS = {"format": "data.format", "k_core": "data.k_core", "device": "device", "seed": "seed"}
+
+
+def load(args: argparse.Namespace):
+    from raserec_core.config import load_config
+
+    overrides = list(args.overrides)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config, overrides)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("raserec: --device cuda, but no CUDA device is available")
+    return torch.device(name)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from raserec_core import steps
+
+    cfg = load(args)
+    if args.command == "preprocess":
+        return steps.preprocess(args.input, args.output, cfg)
+    device = resolve_device(cfg.device)
+    if args.command == "pretrain":
+        return steps.pretrain(args.data, args.output, cfg, device, restart=args.restart)
+    if args.command == "evaluate":
+        return steps.evaluate(args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output)
+    raise SystemExit(f"raserec: unknown command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    from raserec_core.config import ConfigError
+    from raserec_core.data import DataError
+    from raserec_core.steps import StepError
+
+    try:
+        result = run(args)
+    except (ConfigError, DataError, StepError, FileExistsError, FileNotFoundError) as exc:
+        print(f"raserec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    json.dump(result, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

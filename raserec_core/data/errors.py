@@ -1,0 +1,5 @@
+"""The one error type for bad input data: its message names the file, the line or column, and what was expected."""
+
+
+class DataError(ValueError):
+    pass

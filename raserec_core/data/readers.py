@@ -1,0 +1,202 @@
+"""Readers for interaction data.
+
+Two shapes of input arrive here and leave as one: an interaction table of raw ids and an order key.
+- sequence files (``user item item ...`` per line, items in time order; the S3-Rec/DuoRec format);
+- interaction tables: CSV, TSV, Parquet and RecBole atomic ``.inter`` files (``user_id:token`` headers),
+  with user, item and timestamp columns chosen by name. Ids may be strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+FORMAT_BY_SUFFIX = {
+    ".txt": "seq",
+    ".seq": "seq",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".inter": "inter",
+}
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One row per interaction. ``time`` orders a user's rows; ties keep file order."""
+
+    user: np.ndarray  # (N,) str raw ids
+    item: np.ndarray  # (N,) str raw ids
+    time: np.ndarray  # (N,) float64
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    try:
+        return FORMAT_BY_SUFFIX[path.suffix.lower()]
+    except KeyError:
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
+            f"pass --format (one of seq, csv, tsv, parquet, inter)"
+        ) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not valid UTF-8 text (byte {raw[exc.start]:#04x})") from None
+
+
+def read_sequences(path: Path) -> Interactions:
+    """``user item item ...`` per line; the order of items on a line is their time order."""
+    text = _read_text(path)
+    users: list[str] = []
+    items: list[str] = []
+    counts: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise DataError(f"{path}, line {lineno}: expected 'user item [item ...]', got {line.strip()!r}")
+        users.append(parts[0])
+        items.extend(parts[1:])
+        counts.append(len(parts) - 1)
+    if not users:
+        raise DataError(f"{path}: no interactions (the file is empty)")
+    counts_arr = np.asarray(counts)
+    user = np.repeat(np.asarray(users, dtype=object), counts_arr)
+    starts = np.repeat(np.cumsum(counts_arr) - counts_arr, counts_arr)
+    time = (np.arange(len(items)) - starts).astype(np.float64)
+    return Interactions(user=user.astype(str), item=np.asarray(items, dtype=str), time=time)
+
+
+def _strip_type(name: str) -> str:
+    # RecBole atomic files name columns 'field:type' (user_id:token, timestamp:float).
+    return name.split(":", 1)[0]
+
+
+def _table_from_text(path: Path, delimiter: str, strip_types: bool):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    text = _read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: no interactions (the file is empty)")
+    lines = text.splitlines()
+    header = lines[0].split(delimiter)
+    names = [_strip_type(h.strip()) if strip_types else h.strip() for h in header]
+    width = len(header)
+    for lineno, line in enumerate(lines[1:], start=2):
+        if line and line.count(delimiter) + 1 != width:
+            raise DataError(
+                f"{path}, line {lineno}: expected {width} fields separated by {delimiter!r}, "
+                f"got {line.count(delimiter) + 1}"
+            )
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: malformed {delimiter!r}-separated file ({exc})") from None
+    return table, 2  # data starts on line 2
+
+
+def _column(path: Path, table, name: str, role: str, first_line: int | None) -> np.ndarray:
+    if name not in table.column_names:
+        raise DataError(
+            f"{path}: no {role} column named '{name}' (columns: {', '.join(table.column_names)}); "
+            f"set data.{role}_col"
+        )
+    col = table.column(name)
+    if col.null_count:
+        import pyarrow.compute as pc
+
+        row = int(pc.index(pc.is_null(col), True).as_py())
+        where = f"line {row + first_line}" if first_line is not None else f"row {row}"
+        raise DataError(f"{path}, {where}: column '{name}' is empty")
+    return np.asarray(col.to_pylist(), dtype=object)
+
+
+def read_table(
+    path: Path, fmt: str, user_col: str, item_col: str, time_col: str
+) -> Interactions:
+    """CSV / TSV / Parquet / RecBole .inter with the named columns; ``time_col=''`` keeps file order."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not path.exists():
+            raise DataError(f"{path}: file not found")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        first_line = None
+    else:
+        delimiter = "," if fmt == "csv" else "\t"
+        table, first_line = _table_from_text(path, delimiter, strip_types=(fmt == "inter"))
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no interactions (the table has no rows)")
+    user = _column(path, table, user_col, "user", first_line).astype(str)
+    item = _column(path, table, item_col, "item", first_line).astype(str)
+    if time_col:
+        raw_time = _column(path, table, time_col, "time", first_line)
+        try:
+            time = raw_time.astype(np.float64)
+        except (TypeError, ValueError):
+            bad = next(i for i, v in enumerate(raw_time) if not _is_number(v))
+            where = f"line {bad + first_line}" if first_line is not None else f"row {bad}"
+            raise DataError(
+                f"{path}, {where}: column '{time_col}' must be numeric, got {raw_time[bad]!r}"
+            ) from None
+        if not np.isfinite(time).all():
+            bad = int(np.flatnonzero(~np.isfinite(time))[0])
+            where = f"line {bad + first_line}" if first_line is not None else f"row {bad}"
+            raise DataError(f"{path}, {where}: column '{time_col}' must be a finite number")
+    else:
+        time = np.zeros(len(user), dtype=np.float64)
+    return Interactions(user=user, item=item, time=time)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_interactions(
+    path: str | Path, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
+    time_col: str = "timestamp",
+) -> Interactions:
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    if fmt == "seq":
+        return read_sequences(path)
+    if fmt in {"csv", "tsv", "parquet", "inter"}:
+        return read_table(path, fmt, user_col, item_col, time_col)
+    raise DataError(f"{path}: unknown format '{fmt}'")

@@ -1,0 +1,33 @@
+"""Full ranking over all items with one total order: score descending, then item index ascending.
+
+The rank used by the metrics and the dumped top-K lists come from the same scores and the same order,
+so the dump reproduces the metrics exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, N) scores, (B,) targets -> (B,) 1-based ranks (ties go to the smaller item index)."""
+    t_score = scores.gather(1, target[:, None])
+    idx = torch.arange(scores.shape[1], device=scores.device)
+    ahead = (scores > t_score) | ((scores == t_score) & (idx < target[:, None]))
+    return ahead.sum(1) + 1
+
+
+def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of each row under the total order; exact also when scores tie at the boundary."""
+    B, N = scores.shape
+    k = min(k, N)
+    kth = scores.topk(k, dim=1).values[:, -1:]  # (B, 1)
+    above = scores > kth
+    need = k - above.sum(1, keepdim=True)
+    tie = scores == kth
+    take_tie = tie & (torch.cumsum(tie.long(), dim=1) <= need)
+    chosen = (above | take_tie).nonzero()[:, 1].view(B, k)  # ascending item index per row
+    chosen_scores = scores.gather(1, chosen)
+    order = torch.sort(chosen_scores, dim=1, descending=True, stable=True).indices
+    items = chosen.gather(1, order)
+    return items, scores.gather(1, items)

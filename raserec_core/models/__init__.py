@@ -1,0 +1,1 @@
+"""Sequence encoders, objectives, the retrieval-augmented module and the assembled model."""

@@ -1,0 +1,180 @@
+"""Stage-1 objectives (SPEC §2): next-item cross-entropy, DuoRec and CL4SRec contrastive learning.
+
+An objective is called with the encoder and a batch and returns ``(loss, parts)``; ``parts`` holds the
+detached terms for logging. Everything that touches the training set (same-target positives) arrives as
+injected callables, so this module never sees the data readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .encoder import encode_by_length
+
+Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # rows -> (seqs, lengths)
+
+
+@dataclass
+class Batch:
+    rows: torch.Tensor  # (B,) row ids in the training split
+    seqs: torch.Tensor  # (B, L) right-padded
+    lengths: torch.Tensor  # (B,)
+    target: torch.Tensor  # (B,)
+
+
+def next_item_ce(h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy over every item row, padding included as in the reference."""
+    return F.cross_entropy(h @ item_table.T, target)
+
+
+def info_nce(z_i: torch.Tensor, z_j: torch.Tensor, tau: float = 1.0, sim: str = "dot") -> torch.Tensor:
+    """NT-Xent: row k's positive is its partner k±N, the other 2N-2 rows are negatives."""
+    n = z_i.shape[0]
+    z = torch.cat([z_i, z_j])  # (2N, D)
+    if sim == "cos":
+        z = F.normalize(z, dim=-1)
+    logits = (z @ z.T) / tau
+    logits.fill_diagonal_(float("-inf"))
+    labels = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
+    return F.cross_entropy(logits, labels)
+
+
+class SameTargetSampler:
+    """Draws, for each training row, another training row with the same target, uniformly (DuoRec's
+    supervised positive); a row whose target occurs once gets itself."""
+
+    def __init__(self, targets: torch.Tensor):
+        order = torch.argsort(targets, stable=True)
+        n_items = int(targets.max()) + 1
+        count = torch.bincount(targets, minlength=n_items)
+        start = torch.cumsum(count, 0) - count
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=targets.device)
+        self.order, self.count, self.start = order, count, start
+        self.slot = rank - start[targets]  # row's place inside its target group
+        self.targets = targets
+
+    def __call__(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        t = self.targets[rows]
+        c = self.count[t]
+        u = torch.rand(rows.shape, generator=generator, device=rows.device)
+        r = (u * (c - 1).clamp(min=1)).long()
+        r = r + (r >= self.slot[rows]).long()  # skip the row itself
+        partner = self.order[(self.start[t] + r).clamp(max=len(self.order) - 1)]
+        return torch.where(c > 1, partner, rows)
+
+
+class CrossEntropyObjective:
+    def __init__(self, length_chunks: int = 1):
+        self.length_chunks = length_chunks
+
+    def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
+        h = encode_by_length(encoder, batch.seqs, batch.lengths, self.length_chunks)
+        loss = next_item_ce(h, encoder.item_table, batch.target)
+        return loss, {"rec": loss.detach()}
+
+
+class DuoRecObjective:
+    """CE plus DuoRec contrast. Modes: ``un`` lmd·NCE(h, h'), ``su`` lmd_sem·NCE(h, h_s), ``us`` both,
+    ``us_x`` lmd_sem·NCE(h', h_s) (the released run; the clean h is not in the contrastive term)."""
+
+    def __init__(
+        self, sampler: SameTargetSampler, fetch: Fetch, contrast: str = "us_x", lmd: float = 0.1,
+        lmd_sem: float = 0.1, tau: float = 1.0, sim: str = "dot", length_chunks: int = 1,
+    ):
+        if contrast not in {"un", "su", "us", "us_x"}:
+            raise ValueError(f"unknown DuoRec contrast mode {contrast!r}")
+        self.sampler, self.fetch = sampler, fetch
+        self.contrast, self.lmd, self.lmd_sem, self.tau, self.sim = contrast, lmd, lmd_sem, tau, sim
+        self.length_chunks = length_chunks
+
+    def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
+        enc = lambda s, n: encode_by_length(encoder, s, n, self.length_chunks)
+        h = enc(batch.seqs, batch.lengths)
+        rec = next_item_ce(h, encoder.item_table, batch.target)
+        parts = {"rec": rec.detach()}
+        loss = rec
+        if self.contrast in {"un", "us", "us_x"}:
+            h_aug = enc(batch.seqs, batch.lengths)  # same input, another dropout mask
+        if self.contrast in {"su", "us", "us_x"}:
+            pos_seqs, pos_lengths = self.fetch(self.sampler(batch.rows, generator))
+            h_sem = enc(pos_seqs, pos_lengths)
+        if self.contrast in {"un", "us"}:
+            un = info_nce(h, h_aug, self.tau, self.sim)
+            loss = loss + self.lmd * un
+            parts["un"] = un.detach()
+        if self.contrast in {"su", "us"}:
+            su = info_nce(h, h_sem, self.tau, self.sim)
+            loss = loss + self.lmd_sem * su
+            parts["su"] = su.detach()
+        if self.contrast == "us_x":
+            su = info_nce(h_aug, h_sem, self.tau, self.sim)
+            loss = loss + self.lmd_sem * su
+            parts["su"] = su.detach()
+        return loss, parts
+
+
+def cl4srec_views(
+    seqs: torch.Tensor, lengths: torch.Tensor, mask_token: int, crop: float, mask: float, reorder: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One augmented view per row: crop, mask or reorder, chosen uniformly per row (CL4SRec).
+
+    crop keeps a random window of max(1, floor(crop·n)) items; mask replaces floor(mask·n) random
+    items with ``mask_token``; reorder shuffles a random window of floor(reorder·n) items.
+    """
+    B, L = seqs.shape
+    dev = seqs.device
+    # Drawn on the generator's (CPU) device, so a seed gives the same views on every device.
+    rand = lambda *shape: torch.rand(*shape, generator=generator).to(dev)
+    pos = torch.arange(L, device=dev).expand(B, L)
+    valid = pos < lengths[:, None]
+    n = lengths.float()
+
+    # crop
+    m_crop = torch.clamp((crop * n).floor().long(), min=1)
+    start = (rand(B) * (lengths - m_crop + 1).float()).long()
+    src = (start[:, None] + pos).clamp(max=L - 1)
+    cropped = torch.where(pos < m_crop[:, None], seqs.gather(1, src), torch.zeros_like(seqs))
+
+    # mask: exactly floor(mask·n) positions, drawn without replacement
+    n_mask = (mask * n).floor().long()
+    keys = torch.where(valid, rand(B, L), torch.full((B, L), 2.0, device=dev))
+    rank = torch.argsort(torch.argsort(keys, dim=1), dim=1)
+    masked = torch.where(rank < n_mask[:, None], torch.full_like(seqs, mask_token), seqs)
+
+    # reorder: a random window shuffled in place
+    m_re = (reorder * n).floor().long()
+    r_start = (rand(B) * (lengths - m_re + 1).float()).long()
+    inside = (pos >= r_start[:, None]) & (pos < (r_start + m_re)[:, None])
+    sort_key = torch.where(inside, r_start[:, None].float() + rand(B, L) * m_re[:, None].float(), pos.float())
+    reordered = seqs.gather(1, torch.argsort(sort_key, dim=1))
+
+    choice = (rand(B) * 3).long().clamp(max=2)[:, None]
+    out = torch.where(choice == 0, cropped, torch.where(choice == 1, masked, reordered))
+    out_len = torch.where(choice[:, 0] == 0, m_crop, lengths)
+    return out, out_len
+
+
+class CL4SRecObjective:
+    """CE plus lmd·NCE between two random augmentations of each sequence."""
+
+    def __init__(
+        self, mask_token: int, crop: float = 0.6, mask: float = 0.3, reorder: float = 0.6, lmd: float = 0.1,
+        tau: float = 1.0, sim: str = "dot", length_chunks: int = 1,
+    ):
+        self.mask_token, self.ratios = mask_token, (crop, mask, reorder)
+        self.lmd, self.tau, self.sim, self.length_chunks = lmd, tau, sim, length_chunks
+
+    def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
+        enc = lambda s, n: encode_by_length(encoder, s, n, self.length_chunks)
+        h = enc(batch.seqs, batch.lengths)
+        rec = next_item_ce(h, encoder.item_table, batch.target)
+        v1 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
+        v2 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
+        cl = info_nce(enc(*v1), enc(*v2), self.tau, self.sim)
+        return rec + self.lmd * cl, {"rec": rec.detach(), "cl": cl.detach()}

@@ -1,0 +1,116 @@
+"""SASRec encoder as configured in the logged DuoRec/RaSeRec runs (SPEC §2).
+
+2 post-LN transformer blocks, 2 heads, width 64, FFN 256 with erf-GELU, LayerNorm eps 1e-12, learned
+absolute positions, causal mask, dropout 0.5, N(0, 0.02) init. The item table is also the output layer.
+Sequences are left-aligned and right-padded with 0; the representation is read at position len-1. With
+a causal mask that position never attends to padding, so no key-padding mask is needed and a batch can
+be cut to its longest sequence without changing any representation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dropout import Dropout, dropout
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    n_items: int  # rows scored, padding included
+    max_len: int = 50
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 256
+    hidden_dropout: float = 0.5
+    attn_dropout: float = 0.5
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    n_extra_tokens: int = 0  # e.g. CL4SRec's [mask] token, embedded but never scored
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.attn_dropout = cfg.attn_dropout
+        self.out_dropout = Dropout(cfg.hidden_dropout)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        split = lambda t: t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, D/H)
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = (q @ k.transpose(-1, -2)) * (D // self.n_heads) ** -0.5  # (B, H, L, L)
+        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu_(1)
+        probs = torch.softmax(scores.masked_fill(causal, float("-inf")), dim=-1)
+        ctx = dropout(probs, self.attn_dropout, self.training) @ v  # (B, H, L, D/H)
+        ctx = ctx.transpose(1, 2).reshape(B, L, D)
+        return self.norm(self.out_dropout(self.dense(ctx)) + x)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.inner_size)
+        self.fc2 = nn.Linear(cfg.inner_size, cfg.hidden_size)
+        self.dropout = Dropout(cfg.hidden_dropout)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.dropout(self.fc2(F.gelu(self.fc1(x)))) + x)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.attn = SelfAttention(cfg)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.attn(x))
+
+
+class SASRec(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = cfg.n_items
+        self.item_embedding = nn.Embedding(cfg.n_items + cfg.n_extra_tokens, cfg.hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(cfg.max_len, cfg.hidden_size)
+        self.input_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.input_dropout = Dropout(cfg.hidden_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # As RecBole: the padding row is re-drawn too (it is never updated, but it is scored).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(0.0, self.cfg.initializer_range)
+        if isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.0)
+            module.bias.data.zero_()
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    @property
+    def item_table(self) -> torch.Tensor:
+        """(n_items, D) output embeddings, tied with the input ones."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """seqs (B, L) right-padded item indices, lengths (B,) >= 1 -> (B, D) at position len-1."""
+        B, L = seqs.shape
+        pos = torch.arange(L, device=seqs.device)
+        x = self.input_dropout(self.input_norm(self.item_embedding(seqs) + self.position_embedding(pos)))
+        for block in self.blocks:
+            x = block(x)
+        return x[torch.arange(B, device=seqs.device), lengths - 1]

@@ -1,0 +1,108 @@
+"""Stage 1, collaborative pre-training (SPEC §2): wire encoder + objective + loop, then evaluate the best."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..data import SeqDataset
+from ..data.batching import InstanceTensors
+from ..data.sampling import length_bucketed_batches, random_batches
+from ..models.checkpoint import encoder_spec, file_sha256
+from ..models.encoder import build_encoder, encode_by_length
+from ..models.objectives import (
+    Batch,
+    CL4SRecObjective,
+    CrossEntropyObjective,
+    DuoRecObjective,
+    SameTargetSampler,
+)
+from ..storage import atomic_write_text
+from .loop import LoopConfig, fit
+
+log = logging.getLogger("raserec.pretrain")
+
+
+def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
+    p = cfg.pretrain
+    if p.objective == "ce":
+        return CrossEntropyObjective(p.length_chunks)
+    if p.objective == "duorec":
+        return DuoRecObjective(
+            SameTargetSampler(train.target), train.fetch, p.contrast, p.lmd, p.lmd_sem, p.tau, p.sim, p.length_chunks
+        )
+    if p.objective == "cl4srec":
+        return CL4SRecObjective(
+            mask_token=n_items, crop=p.crop_ratio, mask=p.mask_ratio, reorder=p.reorder_ratio, lmd=p.lmd,
+            tau=p.tau, sim=p.sim, length_chunks=p.length_chunks,
+        )
+    raise ValueError(f"unknown objective {p.objective!r}")
+
+
+def encoder_scorer(encoder, split: InstanceTensors, device: torch.device, length_chunks: int):
+    """rows -> (B, N) scores h·Eᵀ for full ranking."""
+
+    def score(rows: torch.Tensor) -> torch.Tensor:
+        seqs, lengths = split.fetch(rows)
+        h = encode_by_length(encoder, seqs.to(device), lengths.to(device), length_chunks)
+        return h @ encoder.item_table.T
+
+    return score
+
+
+def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, evaluate_split) -> dict:
+    """Train, keep the best epoch by ``pretrain.valid_metric``, write the model folder; returns metrics."""
+    p = cfg.pretrain
+    n_extra = 1 if p.objective == "cl4srec" else 0
+    encoder = build_encoder(cfg.model.backbone, ds.n_items, cfg.data.max_len, cfg.model, n_extra).to(device)
+    train = InstanceTensors(ds.splits["train"])
+    valid = InstanceTensors(ds.splits["valid"])
+    objective = build_objective(cfg, train, ds.n_items)
+
+    def loss_fn(rows: torch.Tensor, generator: torch.Generator):
+        seqs, lengths = train.fetch(rows)
+        batch = Batch(rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device))
+        return objective(encoder, batch, generator)
+
+    def validate() -> dict[str, float]:
+        return evaluate_split(encoder, valid, "valid/")[0]
+
+    loop_cfg = LoopConfig(
+        epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, patience=p.patience,
+        valid_metric=f"valid/{p.valid_metric}", seed=cfg.seed,
+    )
+    def on_epoch(history: list[dict]) -> None:
+        atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
+
+    def batches(generator: torch.Generator) -> list[torch.Tensor]:
+        if p.batching == "bucket":
+            return length_bucketed_batches(train.lengths, p.batch_size, generator)
+        return random_batches(len(train), p.batch_size, generator)
+
+    state = fit(encoder, loss_fn, len(train), validate, loop_cfg, out_dir, batches=batches, on_epoch=on_epoch)
+    encoder.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True))
+    encoder.eval()
+    metrics = {
+        **evaluate_split(encoder, valid, "valid/")[0],
+        **evaluate_split(encoder, InstanceTensors(ds.splits["test"]), "test/")[0],
+    }
+    shutil.copyfile(out_dir / "best.pt", out_dir / "encoder.pt")
+    manifest = {
+        "kind": "encoder",
+        "encoder": encoder_spec(cfg.model.backbone, ds.n_items, cfg.data.max_len, n_extra, cfg.model),
+        "encoder_sha256": file_sha256(out_dir / "encoder.pt"),
+        "dataset_fingerprint": ds.fingerprint,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "train_seconds": sum(r["train_time"] for r in state.history),
+        "n_parameters": sum(p.numel() for p in encoder.parameters()),
+    }
+    atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
+    # metrics.json last: its presence marks a finished run.
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
