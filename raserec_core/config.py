@@ -96,7 +96,11 @@ class MemoryConfig:
     nlist: int = 128
     nprobe: int = 1
     pq_m: int = 8
-    len_lower_bound: int = 0  # 0 = unset
+    # Which training entries the bank keeps (memory-bank partition ablation; see memory/partition.py).
+    partition: str = "none"  # none | length | popularity | random | time
+    partition_fraction: float = 1.0
+    partition_side: str = "head"  # head | tail
+    len_lower_bound: int = 0  # 0 = unset; the reference code's length rule, applied in every partition
     len_upper_bound: int = 0
     len_bound_reverse: bool = True
 
@@ -141,6 +145,8 @@ CHOICES = {
     "pretrain.sim": {"dot", "cos"},
     "pretrain.batching": {"bucket", "random"},
     "memory.index_type": {"brute", "flat", "ivf", "ivfpq"},
+    "memory.partition": {"none", "length", "popularity", "random", "time"},
+    "memory.partition_side": {"head", "tail"},
 }
 
 

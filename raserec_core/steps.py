@@ -36,9 +36,17 @@ def preprocess(input_path: str | Path, output: str | Path, cfg: Config) -> dict[
     return ds.stats
 
 
-def _prepare_output(out: Path, cfg: Config, sections: tuple[str, ...], restart: bool) -> dict | None:
-    """Make ``out`` ready for a (resumed) run. Returns the finished metrics if there is nothing to do."""
+def _prepare_output(
+    out: Path, cfg: Config, sections: tuple[str, ...], restart: bool, inputs: dict[str, str]
+) -> dict | None:
+    """Make ``out`` ready for a (resumed) run. Returns the finished metrics if there is nothing to do.
+
+    ``inputs`` (e.g. the dataset fingerprint) must match too: resuming on other data is an error.
+    """
+    from .storage import atomic_write_text
+
     wanted = cfg.section(*sections)
+    inputs_path = out / "inputs.json"
     cfg_path = out / "config.yaml"
     if restart and out.exists():
         shutil.rmtree(out)
@@ -59,6 +67,13 @@ def _prepare_output(out: Path, cfg: Config, sections: tuple[str, ...], restart: 
                 f"{out}: holds a run with another config (changed: {', '.join(changed)}); "
                 f"use another --output or pass --restart"
             )
+        previous_inputs = json.loads(inputs_path.read_text()) if inputs_path.exists() else {}
+        if previous_inputs != inputs:
+            changed = sorted(k for k in set(previous_inputs) | set(inputs) if previous_inputs.get(k) != inputs.get(k))
+            raise StepError(
+                f"{out}: holds a run on other inputs (changed: {', '.join(changed)}); "
+                f"use another --output or pass --restart"
+            )
         metrics_path = out / "metrics.json"
         if metrics_path.exists():
             log.info("%s: already finished; nothing to do (pass --restart to train again)", out)
@@ -66,8 +81,7 @@ def _prepare_output(out: Path, cfg: Config, sections: tuple[str, ...], restart: 
     elif out.exists() and any(out.iterdir()):
         raise StepError(f"{out}: exists, is not empty and holds no run config; use another --output")
     out.mkdir(parents=True, exist_ok=True)
-    from .storage import atomic_write_text
-
+    atomic_write_text(inputs_path, json.dumps(inputs, indent=2, sort_keys=True) + "\n")
     atomic_write_text(cfg_path, cfg.to_yaml())
     return None
 
@@ -98,33 +112,123 @@ def pretrain(data: str | Path, output: str | Path, cfg: Config, device, restart:
     from .training.pretrain import pretrain as run_pretrain
 
     out = Path(output)
-    done = _prepare_output(out, cfg, ("seed", "model", "pretrain", "data"), restart)
+    ds = read_dataset(data)
+    if len(ds.splits["train"]) == 0:
+        raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
+    done = _prepare_output(out, cfg, ("seed", "model", "pretrain", "data"), restart, {"dataset": ds.fingerprint})
     if done is not None:
         return done
-    ds = read_dataset(data)
     return run_pretrain(ds, cfg, out, device, _evaluator(cfg, device))
+
+
+def _load_model(model: str | Path, ds, device):
+    from .models.checkpoint import load_encoder
+
+    encoder, manifest = load_encoder(model, device)
+    if manifest["dataset_fingerprint"] != ds.fingerprint:
+        raise StepError(f"{model}: trained on another dataset (fingerprint differs from the dataset's)")
+    return encoder, manifest
+
+
+def _load_memory(memory: str | Path, manifest: dict, cfg: Config, model: str | Path):
+    from .memory.bank import load_bank
+
+    bank = load_bank(memory, nprobe=cfg.memory.nprobe)
+    if bank.meta["encoder_sha256"] != manifest["encoder_sha256"]:
+        raise StepError(
+            f"{memory}: memory bank built by another encoder ({bank.meta['encoder_sha256'][:12]}…) than "
+            f"{model} uses ({manifest['encoder_sha256'][:12]}…); rebuild it with 'raserec index'"
+        )
+    return bank
+
+
+def _bank_digest(bank) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(bank.manifest(), sort_keys=True).encode()).hexdigest()
+
+
+def index(data: str | Path, model: str | Path, output: str | Path, cfg: Config, device) -> dict[str, Any]:
+    """Memory bank over the training instances, encoded by the frozen stage-1 encoder."""
+    from .data import read_dataset
+    from .memory.bank import save_bank
+    from .memory.build import bank_from_dataset
+
+    ds = read_dataset(data)
+    encoder, manifest = _load_model(model, ds, device)
+    bank = bank_from_dataset(ds, encoder, manifest["encoder_sha256"], cfg.memory, cfg.seed, device)
+    return save_bank(bank, output, replace_existing=True)
+
+
+def finetune(
+    data: str | Path, model: str | Path, memory: str | Path, output: str | Path, cfg: Config, device, restart: bool = False
+) -> dict[str, Any]:
+    """Stage 2: train the RAM over the memory bank; the output folder is a self-contained model."""
+    from .data import read_dataset
+    from .models.checkpoint import file_sha256
+    from .training.finetune import finetune as run_finetune
+
+    out = Path(output)
+    ds = read_dataset(data)
+    encoder, manifest = _load_model(model, ds, device)
+    bank = _load_memory(memory, manifest, cfg, model)
+    inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
+    done = _prepare_output(out, cfg, ("seed", "finetune", "memory"), restart, inputs)
+    if done is not None:
+        return done
+    shutil.copyfile(Path(model) / "encoder.pt", out / "encoder.pt")
+    if file_sha256(out / "encoder.pt") != manifest["encoder_sha256"]:
+        raise StepError(f"{model}/encoder.pt changed while it was being copied")
+    for name in ("items.parquet", "users.parquet"):
+        shutil.copyfile(Path(data) / name, out / name)
+    return run_finetune(ds, encoder, manifest, bank, cfg, out, device)
 
 
 def evaluate(
     data: str | Path, model: str | Path, cfg: Config, device, split: str = "both",
     topk_output: str | Path | None = None, metrics_output: str | Path | None = None,
+    memory: str | Path | None = None,
 ) -> dict[str, float]:
+    """Full ranking of a stage-1 model, or with ``memory`` of a fine-tuned one with retrieval (test
+    queries retrieve from training plus validation memories, built in memory, never written)."""
     from .data import read_dataset
     from .data.batching import InstanceTensors
     from .evaluation.dump import topk_table, write_topk
-    from .models.checkpoint import load_encoder
 
     ds = read_dataset(data)
-    encoder, manifest = load_encoder(model, device)
-    if manifest["dataset_fingerprint"] != ds.fingerprint:
-        raise StepError(f"{model}: trained on another dataset (fingerprint differs from {data})")
-    evaluate_split = _evaluator(cfg, device)
+    encoder, manifest = _load_model(model, ds, device)
     names = ("valid", "test") if split == "both" else (split,)
+    topk = cfg.eval.topk if topk_output else 0
+    if memory is not None:
+        import torch
+
+        from .models.ram import RAM, RAMConfig
+        from .training.finetune import Queries, evaluate_queries, test_view
+
+        if manifest.get("kind") != "raserec":
+            raise StepError(f"{model}: --memory needs a fine-tuned model ('raserec finetune' output)")
+        bank = _load_memory(memory, manifest, cfg, model)
+        ram = RAM(RAMConfig(**manifest["ram"])).to(device)
+        ram.load_state_dict(torch.load(Path(model) / "ram.pt", map_location=device, weights_only=True))
+        item_table = encoder.item_table.detach()
+
+        def run_split(name: str):
+            view = test_view(bank, encoder, ds, device) if name == "test" else bank
+            q = Queries(encoder, InstanceTensors(ds.splits[name]), view, cfg, device)
+            return evaluate_queries(q, ram, item_table, cfg, f"{name}/", device, topk)
+    else:
+        if manifest.get("kind") == "raserec":
+            log.warning("%s is a fine-tuned model; without --memory only its encoder is evaluated", model)
+        evaluate_split = _evaluator(cfg, device)
+
+        def run_split(name: str):
+            return evaluate_split(encoder, InstanceTensors(ds.splits[name]), f"{name}/", topk)
+
     metrics: dict[str, float] = {}
     tables = []
     for name in names:
         inst = ds.splits[name]
-        split_metrics, result = evaluate_split(encoder, InstanceTensors(inst), f"{name}/", cfg.eval.topk if topk_output else 0)
+        split_metrics, result = run_split(name)
         metrics.update(split_metrics)
         if topk_output:
             tables.append(topk_table(result, inst.user, inst.target, ds.user_ids, ds.item_ids))
@@ -139,3 +243,23 @@ def evaluate(
 
         atomic_write_text(metrics_output, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def memory_add(
+    memory: str | Path, model: str | Path, interactions: str | Path, output: str | Path, cfg: Config, device,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Append new interactions to a bank (no retraining, no index rebuild); writes a new bank folder."""
+    from .data import read_interactions
+    from .memory.bank import save_bank
+    from .memory.dynamic import add_interactions
+    from .models.checkpoint import load_encoder
+
+    encoder, manifest = load_encoder(model, device)
+    bank = _load_memory(memory, manifest, cfg, model)
+    d = cfg.data
+    inter = read_interactions(interactions, d.format, d.user_col, d.item_col, d.time_col)
+    new_bank, report = add_interactions(bank, encoder, inter, device, strict=strict, source=str(interactions))
+    same = Path(output).resolve() == Path(memory).resolve()
+    save_bank(new_bank, output, replace_existing=same)
+    return report

@@ -44,10 +44,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["valid", "test", "both"], default="both")
     p.add_argument("--topk-output", help="Parquet file for every user's top-K list")
     p.add_argument("--metrics-output", help="JSON file for the metrics")
+    p.add_argument("--memory", help="memory bank folder: evaluate a fine-tuned model with retrieval")
+
+    p = sub.add_parser("index", help="build the memory bank from a stage-1 model")
+    _common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--index-type", choices=["brute", "flat", "ivf", "ivfpq"])
+    p.add_argument("--nlist", type=int)
+    p.add_argument("--nprobe", type=int)
+
+    p = sub.add_parser("finetune", help="stage 2: train the retrieval-augmented module")
+    _common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="stage-1 model folder")
+    p.add_argument("--memory", required=True, help="memory bank folder")
+    p.add_argument("--output", required=True)
+    p.add_argument("--restart", action="store_true", help="discard an existing run in --output")
+
+    p = sub.add_parser("memory", help="operations on a memory bank")
+    msub = p.add_subparsers(dest="memory_command", required=True)
+    p = msub.add_parser("add", help="append new interactions without retraining or rebuilding the index")
+    _common(p)
+    p.add_argument("--memory", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--interactions", required=True)
+    p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
+    p.add_argument("--output", required=True, help="new bank folder (may equal --memory to update in place)")
+    p.add_argument("--strict", action="store_true", help="unknown items are an error instead of being skipped")
+    from . import pipeline
+
+    pipeline.add_parsers(sub)  # raserec run, raserec pipeline compile|submit
     return parser
 
 
-FLAG_KEYS = {"format": "data.format", "k_core": "data.k_core", "device": "device", "seed": "seed"}
+FLAG_KEYS = {
+    "format": "data.format",
+    "k_core": "data.k_core",
+    "device": "device",
+    "seed": "seed",
+    "index_type": "memory.index_type",
+    "nlist": "memory.nlist",
+    "nprobe": "memory.nprobe",
+}
 
 
 def load(args: argparse.Namespace):
@@ -72,6 +112,10 @@ def resolve_device(name: str):
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.command in ("run", "pipeline"):
+        from . import pipeline
+
+        return pipeline.run(args)
     from raserec_core import steps
 
     cfg = load(args)
@@ -81,7 +125,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "pretrain":
         return steps.pretrain(args.data, args.output, cfg, device, restart=args.restart)
     if args.command == "evaluate":
-        return steps.evaluate(args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output)
+        return steps.evaluate(
+            args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output, args.memory
+        )
+    if args.command == "index":
+        return steps.index(args.data, args.model, args.output, cfg, device)
+    if args.command == "finetune":
+        return steps.finetune(args.data, args.model, args.memory, args.output, cfg, device, restart=args.restart)
+    if args.command == "memory" and args.memory_command == "add":
+        return steps.memory_add(args.memory, args.model, args.interactions, args.output, cfg, device, args.strict)
     raise SystemExit(f"raserec: unknown command {args.command}")
 
 
@@ -94,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     from raserec_core.config import ConfigError
     from raserec_core.data import DataError
+    from raserec_core.memory.bank import MemoryBankError
+    from raserec_core.models.checkpoint import CheckpointError
     from raserec_core.steps import StepError
 
     try:
         result = run(args)
-    except (ConfigError, DataError, StepError, FileExistsError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, StepError, MemoryBankError, CheckpointError, FileExistsError, FileNotFoundError) as exc:
         print(f"raserec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     json.dump(result, sys.stdout, indent=2, sort_keys=True)

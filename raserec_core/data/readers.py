@@ -96,35 +96,50 @@ def _strip_type(name: str) -> str:
 
 
 def _table_from_text(path: Path, delimiter: str, strip_types: bool):
+    """The table and, for each data row, its 1-based line in the file (for error messages)."""
+    import csv
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path}: no interactions (the file is empty)")
-    lines = text.splitlines()
-    header = lines[0].split(delimiter)
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = next(reader)
     names = [_strip_type(h.strip()) if strip_types else h.strip() for h in header]
     width = len(header)
-    for lineno, line in enumerate(lines[1:], start=2):
-        if line and line.count(delimiter) + 1 != width:
-            raise DataError(
-                f"{path}, line {lineno}: expected {width} fields separated by {delimiter!r}, "
-                f"got {line.count(delimiter) + 1}"
-            )
+    row_lines = []
+    try:
+        for fields in reader:
+            if not fields:
+                continue  # blank lines carry no row (pyarrow skips them too)
+            if len(fields) != width:
+                raise DataError(
+                    f"{path}, line {reader.line_num}: expected {width} fields separated by {delimiter!r}, got {len(fields)}"
+                )
+            row_lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{path}, line {reader.line_num}: malformed {delimiter!r}-separated line ({exc})") from None
     try:
         table = pacsv.read_csv(
             pa.py_buffer(text.encode("utf-8")),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""]
+            ),
         )
     except pa.ArrowInvalid as exc:
         raise DataError(f"{path}: malformed {delimiter!r}-separated file ({exc})") from None
-    return table, 2  # data starts on line 2
+    return table, np.asarray(row_lines, dtype=np.int64)
 
 
-def _column(path: Path, table, name: str, role: str, first_line: int | None) -> np.ndarray:
+def _where(row: int, row_lines: np.ndarray | None) -> str:
+    return f"line {int(row_lines[row])}" if row_lines is not None else f"row {row}"
+
+
+def _column(path: Path, table, name: str, role: str, row_lines: np.ndarray | None) -> np.ndarray:
     if name not in table.column_names:
         raise DataError(
             f"{path}: no {role} column named '{name}' (columns: {', '.join(table.column_names)}); "
@@ -135,8 +150,7 @@ def _column(path: Path, table, name: str, role: str, first_line: int | None) -> 
         import pyarrow.compute as pc
 
         row = int(pc.index(pc.is_null(col), True).as_py())
-        where = f"line {row + first_line}" if first_line is not None else f"row {row}"
-        raise DataError(f"{path}, {where}: column '{name}' is empty")
+        raise DataError(f"{path}, {_where(row, row_lines)}: column '{name}' is empty")
     return np.asarray(col.to_pylist(), dtype=object)
 
 
@@ -154,28 +168,26 @@ def read_table(
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-        first_line = None
+        row_lines = None
     else:
         delimiter = "," if fmt == "csv" else "\t"
-        table, first_line = _table_from_text(path, delimiter, strip_types=(fmt == "inter"))
+        table, row_lines = _table_from_text(path, delimiter, strip_types=(fmt == "inter"))
     if table.num_rows == 0:
         raise DataError(f"{path}: no interactions (the table has no rows)")
-    user = _column(path, table, user_col, "user", first_line).astype(str)
-    item = _column(path, table, item_col, "item", first_line).astype(str)
+    user = _column(path, table, user_col, "user", row_lines).astype(str)
+    item = _column(path, table, item_col, "item", row_lines).astype(str)
     if time_col:
-        raw_time = _column(path, table, time_col, "time", first_line)
+        raw_time = _column(path, table, time_col, "time", row_lines)
         try:
             time = raw_time.astype(np.float64)
         except (TypeError, ValueError):
             bad = next(i for i, v in enumerate(raw_time) if not _is_number(v))
-            where = f"line {bad + first_line}" if first_line is not None else f"row {bad}"
             raise DataError(
-                f"{path}, {where}: column '{time_col}' must be numeric, got {raw_time[bad]!r}"
+                f"{path}, {_where(bad, row_lines)}: column '{time_col}' must be numeric, got {raw_time[bad]!r}"
             ) from None
         if not np.isfinite(time).all():
             bad = int(np.flatnonzero(~np.isfinite(time))[0])
-            where = f"line {bad + first_line}" if first_line is not None else f"row {bad}"
-            raise DataError(f"{path}, {where}: column '{time_col}' must be a finite number")
+            raise DataError(f"{path}, {_where(bad, row_lines)}: column '{time_col}' must be a finite number")
     else:
         time = np.zeros(len(user), dtype=np.float64)
     return Interactions(user=user, item=item, time=time)

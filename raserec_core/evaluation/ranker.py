@@ -44,7 +44,7 @@ def rank_all(
         t = targets[rows].to(s.device)
         ranks.append(target_ranks(s, t).cpu())
         if topk:
-            it, sc = stable_topk(s, topk)
+            it, sc = stable_topk(s, min(topk, s.shape[1] - 1))  # never the padding item
             items.append(it.cpu())
             scores.append(sc.cpu())
     return RankResult(

@@ -11,6 +11,10 @@ import torch
 from .encoder import build_encoder
 
 
+class CheckpointError(ValueError):
+    """A model folder is incomplete or its files do not match their recorded hashes."""
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -36,7 +40,7 @@ def load_encoder(model_dir: str | Path, device: torch.device | str = "cpu"):
     model_dir = Path(model_dir)
     manifest_path = model_dir / "model.json"
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{model_dir}: no model.json (not a finished 'raserec pretrain' output)")
+        raise CheckpointError(f"{model_dir}: no model.json (not a finished 'raserec pretrain' output)")
     manifest = json.loads(manifest_path.read_text())
     spec = manifest["encoder"]
     encoder = build_encoder(
@@ -45,6 +49,6 @@ def load_encoder(model_dir: str | Path, device: torch.device | str = "cpu"):
     weights = model_dir / "encoder.pt"
     digest = file_sha256(weights)
     if digest != manifest["encoder_sha256"]:
-        raise ValueError(f"{weights}: sha256 {digest[:12]}… does not match model.json ({manifest['encoder_sha256'][:12]}…)")
+        raise CheckpointError(f"{weights}: sha256 {digest[:12]}… does not match model.json ({manifest['encoder_sha256'][:12]}…)")
     encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return encoder.to(device).eval(), manifest

@@ -122,4 +122,6 @@ def fit(
         save_checkpoint(ckpt_path, module, optimizer, generator, asdict(state))
         if on_epoch is not None:
             on_epoch(state.history)
+    if on_epoch is not None:  # also after a resume that had nothing left to train
+        on_epoch(state.history)
     return state

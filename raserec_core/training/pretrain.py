@@ -59,6 +59,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
     """Train, keep the best epoch by ``pretrain.valid_metric``, write the model folder; returns metrics."""
     p = cfg.pretrain
     n_extra = 1 if p.objective == "cl4srec" else 0
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the seeded run
     encoder = build_encoder(cfg.model.backbone, ds.n_items, cfg.data.max_len, cfg.model, n_extra).to(device)
     train = InstanceTensors(ds.splits["train"])
     valid = InstanceTensors(ds.splits["valid"])

@@ -1,0 +1,1 @@
+"""The Kubeflow pipeline: preprocess -> pretrain -> index -> finetune -> evaluate -> register."""

@@ -1,0 +1,127 @@
+"""The RaSeRec pipeline DAG, its per-step resources, retries, caching and object-store credentials.
+
+``raserec_pipeline`` is what ``compile.py`` writes to ``raserec_pipeline.yaml`` for a cluster;
+``build(retries=0)`` is the same DAG without retries, which ``raserec run`` uses locally (there a failure
+is a bug to see at once, not a pre-empted node to wait for).
+
+Parameters left at their "unset" value (``""``, ``0``, ``-1.0``) keep the value of ``config_yaml`` (or
+the built-in defaults). Each step receives only the overrides that touch its config sections, so that,
+for instance, a new ``alpha`` re-runs fine-tuning but takes pre-training from the cache.
+
+Object-store credentials come from the Kubernetes Secret ``raserec-object-store`` and endpoints and the
+MLflow URI from the ConfigMap ``raserec-config`` (both in ``manifests/``), as environment variables
+set by kfp-kubernetes: no credential is ever a pipeline parameter or a value in the compiled YAML.
+"""
+
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Artifact
+
+from components.evaluate import evaluate
+from components.finetune import finetune
+from components.index import index
+from components.preprocess import preprocess
+from components.pretrain import pretrain
+from components.register import register
+
+PIPELINE_NAME = "raserec"
+SECRET = "raserec-object-store"
+SECRET_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+CONFIG_MAP = "raserec-config"
+CONFIG_ENV = {
+    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
+}
+# step -> (cpu request, cpu limit, memory request, memory limit, timeout in seconds)
+RESOURCES = {
+    "preprocess": ("1", "2", "4Gi", "8Gi", 2 * 3600),
+    "pretrain": ("4", "8", "8Gi", "16Gi", 24 * 3600),
+    "index": ("2", "4", "8Gi", "16Gi", 4 * 3600),
+    "finetune": ("4", "8", "8Gi", "16Gi", 24 * 3600),
+    "evaluate": ("2", "4", "8Gi", "16Gi", 4 * 3600),
+    "register": ("1", "2", "4Gi", "8Gi", 3600),
+}
+RETRY = {"backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "900s"}
+RETRIES = {"preprocess": 2, "pretrain": 2, "index": 2, "finetune": 2, "evaluate": 2, "register": 1}
+# register has side effects (a new model version) and must log its run every time: never cached.
+CACHED = {"preprocess": True, "pretrain": True, "index": True, "finetune": True, "evaluate": True, "register": False}
+
+
+def _configure(task: dsl.PipelineTask, step: str, retries: bool) -> dsl.PipelineTask:
+    cpu_req, cpu_lim, mem_req, mem_lim, timeout = RESOURCES[step]
+    task.set_display_name(step)
+    task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim).set_memory_request(mem_req).set_memory_limit(mem_lim)
+    task.set_caching_options(enable_caching=CACHED[step])
+    if retries:
+        task.set_retry(num_retries=RETRIES[step], **RETRY)
+    kubernetes.use_secret_as_env(task, secret_name=SECRET, secret_key_to_env=SECRET_ENV, optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env=CONFIG_ENV, optional=True)
+    kubernetes.set_timeout(task, timeout)
+    return task
+
+
+def build(retries: bool = True):
+    """The pipeline function (retries on or off; everything else identical)."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="RaSeRec: retrieval-augmented sequential recommendation, from interactions to a registered model",
+    )
+    def raserec(
+        data_uri: str,
+        config_yaml: str = "",
+        backbone: str = "",
+        objective: str = "",
+        pretrain_epochs: int = 0,
+        finetune_epochs: int = 0,
+        top_k: int = 0,
+        alpha: float = -1.0,
+        beta: float = -1.0,
+        index_type: str = "",
+        model_name: str = "raserec",
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "raserec",
+        pipeline_run_id: str = "",
+        artifact_root: str = "",
+    ) -> Artifact:
+        tracking = dict(
+            mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment,
+            pipeline_run_id=pipeline_run_id, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, artifact_root=artifact_root,
+        )
+        stage1 = dict(backbone=backbone, objective=objective, pretrain_epochs=pretrain_epochs)
+        everything = dict(
+            **stage1, finetune_epochs=finetune_epochs, top_k=top_k, alpha=alpha, beta=beta, index_type=index_type,
+        )
+
+        prep = _configure(preprocess(data_uri=data_uri, config_yaml=config_yaml, **tracking), "preprocess", retries)
+        data = prep.outputs["dataset"]
+        pre = _configure(pretrain(data=data, config_yaml=config_yaml, **stage1, **tracking), "pretrain", retries)
+        idx = _configure(
+            index(data=data, model=pre.outputs["model"], config_yaml=config_yaml, index_type=index_type, **stage1,
+                  **tracking),
+            "index", retries,
+        )
+        fine = _configure(
+            finetune(data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"], config_yaml=config_yaml,
+                     **everything, **tracking),
+            "finetune", retries,
+        )
+        ev = _configure(
+            evaluate(data=data, model=fine.outputs["model"], memory=idx.outputs["memory"], config_yaml=config_yaml,
+                     **everything, **tracking),
+            "evaluate", retries,
+        )
+        reg = _configure(
+            register(data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"],
+                     model=fine.outputs["model"], metrics=ev.outputs["metrics"],
+                     valid_ndcg_at_10=ev.outputs["valid_ndcg_at_10"], model_name=model_name, config_yaml=config_yaml,
+                     **everything, **tracking),
+            "register", retries,
+        )
+        return reg.outputs["registration"]
+
+    return raserec
+
+
+raserec_pipeline = build(retries=True)

@@ -1,0 +1,147 @@
+"""``raserec run`` (the whole pipeline through the local kfp runner) and ``raserec pipeline compile|submit``.
+
+Imports stay inside the functions: ``raserec --help`` and ``raserec pipeline compile`` import neither
+torch nor mlflow.
+
+``raserec run`` defaults: the pipeline root (kfp's artifact store) is ``runs/pipeline``; MLflow is
+``sqlite:///<root>/mlflow.db`` with artifacts in ``<root>/mlartifacts`` unless ``MLFLOW_TRACKING_URI`` is
+set. ``--artifact-root`` is a local folder (then it is the pipeline root) or an ``s3://`` URI (kfp's local
+runner cannot use one as its root: the steps then export every artifact there themselves, under
+``<uri>/<pipeline run id>/<step>/<output>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = "runs/pipeline"
+DEFAULT_EXPERIMENT = "raserec"
+# --quick: a full run in minutes (few epochs); --set still wins over it.
+QUICK = ["pretrain.epochs=2", "finetune.epochs=2"]
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="interactions: a local path or an s3:// URI")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (dotted path), repeatable")
+    p.add_argument("--quick", action="store_true", help=f"few epochs ({' '.join(QUICK)})")
+    p.add_argument("--model-name", default="raserec", help="registered model name (default: raserec)")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment (default: raserec)")
+    p.add_argument("--run-id", default="", help="pipeline run id for MLflow (default: kfp's job id)")
+
+
+def add_parsers(sub) -> None:
+    """Add ``run`` and ``pipeline {compile,submit}`` to the ``raserec`` subcommands."""
+    p = sub.add_parser("run", help="the whole pipeline through the local kfp runner")
+    _config_args(p)
+    p.add_argument("--artifact-root", default=DEFAULT_ROOT,
+                   help=f"local folder (the pipeline root) or s3:// URI to export to (default: {DEFAULT_ROOT})")
+    p.add_argument("--no-cache", action="store_true", help="run every step even if a cached result exists")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("pipeline", help="compile or submit the Kubeflow pipeline")
+    psub = p.add_subparsers(dest="pipeline_command", required=True)
+    c = psub.add_parser("compile", help="write the pipeline's IR YAML")
+    c.add_argument("--output", default=None, help="default: pipelines/raserec_pipeline.yaml")
+    c.add_argument("-v", "--verbose", action="store_true")
+    s = psub.add_parser("submit", help="compile and submit a run to a Kubeflow Pipelines endpoint")
+    _config_args(s)
+    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    s.add_argument("--run-name", default=None)
+    s.add_argument("--artifact-root", default="", help="s3:// URI the steps also export their artifacts to")
+    s.add_argument("--mlflow-tracking-uri", default="",
+                   help="as the pods see it (default: MLFLOW_TRACKING_URI from the raserec-config ConfigMap)")
+    s.add_argument("-v", "--verbose", action="store_true")
+
+
+def resolved_config_yaml(args: argparse.Namespace) -> str:
+    from ..config import load_config
+
+    overrides = (QUICK if args.quick else []) + list(args.overrides)
+    return load_config(args.config, overrides).to_yaml()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "run":
+        return run_local(args)
+    if args.pipeline_command == "compile":
+        from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
+
+        return {"output": str(compile_pipeline(args.output or DEFAULT_OUTPUT))}
+    if args.pipeline_command == "submit":
+        return submit(args)
+    raise SystemExit(f"raserec pipeline: unknown command {args.pipeline_command}")
+
+
+def _local_tracking(root: Path, experiment: str) -> str:
+    """MLFLOW_TRACKING_URI if set, else a SQLite store in ``root`` (its experiment's artifacts there too)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    location = None
+    if not uri:
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+        location = (root / "mlartifacts").as_uri()
+    from ..tracking.runs import client, ensure_experiment
+
+    ensure_experiment(client(uri), experiment, location)
+    return uri
+
+
+def run_local(args: argparse.Namespace) -> dict[str, Any]:
+    from ..storage import is_s3
+
+    config_yaml = resolved_config_yaml(args)  # fail on a bad config before anything starts
+    export_root = args.artifact_root if is_s3(args.artifact_root) else ""
+    root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    tracking_uri = _local_tracking(root, args.experiment)
+    data = args.data if is_s3(args.data) else str(Path(args.data).resolve())
+    if not is_s3(data) and not Path(data).exists():
+        raise FileNotFoundError(f"--data {args.data}: no such file or folder")
+
+    from kfp import local
+
+    from pipelines.raserec import build
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=not args.no_cache,
+    )
+    task = build(retries=False)(
+        data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
+        mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
+    )
+    registration = task.output
+    return {
+        "pipeline_root": str(root),
+        "artifacts": str(Path(registration.path).parent.parent),
+        "mlflow_tracking_uri": tracking_uri,
+        "mlflow_experiment": args.experiment,
+        "artifact_root": export_root or str(root),
+        "registration": dict(registration.metadata),
+    }
+
+
+def submit(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    import kfp
+
+    from pipelines.compile import compile_pipeline
+
+    config_yaml = resolved_config_yaml(args)
+    with tempfile.TemporaryDirectory(prefix="raserec-submit-") as tmp:
+        package = compile_pipeline(Path(tmp) / "raserec_pipeline.yaml")
+        result = kfp.Client(host=args.host).create_run_from_pipeline_package(
+            str(package),
+            arguments={
+                "data_uri": args.data, "config_yaml": config_yaml, "model_name": args.model_name,
+                "mlflow_tracking_uri": args.mlflow_tracking_uri, "mlflow_experiment": args.experiment,
+                "pipeline_run_id": args.run_id, "artifact_root": args.artifact_root,
+            },
+            run_name=args.run_name,
+            experiment_name=args.experiment,
+        )
+    return {"run_id": result.run_id, "host": args.host, "experiment": args.experiment}

@@ -1,0 +1,192 @@
+"""The memory bank artifact: entries + index + what is needed to grow it, loadable without training data.
+
+Folder layout::
+
+    manifest.json      counts, dimension, index type and parameters, encoder and dataset hashes
+    keys.npy values.npy  un-normalised (E, D) float32 keys and values
+    entries.parquet    user, length, position, target per entry (row i = index id i)
+    index.faiss|index.pt
+    users.parquet items.parquet   raw id maps (the bank's users grow with new users)
+    user_state.parquet user, n_seen (items known), last (the user's last max_len items)
+    added.parquet      (user, item, time) of every interaction added later, to refuse duplicates
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..storage import atomic_dir
+from .entries import Entries
+from .index import VectorIndex, build_index, load_index, save_index
+from .retrieval import Retriever
+
+FORMAT_VERSION = 1
+
+
+class MemoryBankError(ValueError):
+    """A memory-bank operation cannot be done as asked; the message says why."""
+
+
+@dataclass
+class UserState:
+    n_seen: torch.Tensor  # (U,) int64 items known per user
+    last_offsets: torch.Tensor  # (U + 1,) int64
+    last_values: torch.Tensor  # item indices, each user's last max_len items, oldest first
+
+    def last(self, u: int) -> torch.Tensor:
+        return self.last_values[self.last_offsets[u] : self.last_offsets[u + 1]]
+
+
+@dataclass
+class MemoryBank:
+    entries: Entries
+    index: VectorIndex
+    user_ids: np.ndarray  # (U,) raw ids
+    item_ids: np.ndarray  # (n_items,) raw ids, "" = padding
+    users: UserState
+    added: dict[str, np.ndarray]  # user, item (raw ids) and time of interactions added after building
+    meta: dict  # index parameters, encoder_sha256, dataset_fingerprint, max_len
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def retriever(self, candidate_factor: int = 4) -> Retriever:
+        return Retriever(self.index, self.entries.user, self.entries.length, candidate_factor)
+
+    def with_entries(self, extra: Entries) -> MemoryBank:
+        """A bank over these entries plus ``extra`` with a freshly built index (never written)."""
+        entries = self.entries.concat(extra)
+        index = build_index(entries.keys, self.meta["index_type_requested"], self.meta["nlist"], self.meta["nprobe"], self.meta["pq_m"])
+        return replace(self, entries=entries, index=index)
+
+    def manifest(self) -> dict:
+        return {
+            **self.meta,
+            "format_version": FORMAT_VERSION,
+            "entries": len(self.entries),
+            "users": len(self.user_ids),
+            "dim": int(self.entries.keys.shape[1]),
+            "index_type": self.index.kind,
+            "interactions_added": int(len(self.added["user"])),
+        }
+
+
+def build_bank(
+    entries: Entries, user_ids: np.ndarray, item_ids: np.ndarray, users: UserState, mem_cfg, encoder_sha256: str,
+    dataset_fingerprint: str, max_len: int,
+) -> MemoryBank:
+    index = build_index(entries.keys, mem_cfg.index_type, mem_cfg.nlist, mem_cfg.nprobe, mem_cfg.pq_m)
+    meta = {
+        "index_type_requested": mem_cfg.index_type,
+        "nlist": mem_cfg.nlist,
+        "nprobe": mem_cfg.nprobe,
+        "pq_m": mem_cfg.pq_m,
+        "encoder_sha256": encoder_sha256,
+        "dataset_fingerprint": dataset_fingerprint,
+        "max_len": max_len,
+    }
+    empty = np.zeros(0, dtype=str)
+    return MemoryBank(entries, index, user_ids, item_ids, users, {"user": empty, "item": empty, "time": np.zeros(0)}, meta)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ids_table(ids: np.ndarray):
+    import pyarrow as pa
+
+    return pa.table({"index": np.arange(len(ids), dtype=np.int64), "raw_id": pa.array(ids.tolist(), pa.string())})
+
+
+def save_bank(bank: MemoryBank, folder: str | Path, replace_existing: bool = False) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    e = bank.entries
+    with atomic_dir(folder, replace=replace_existing) as tmp:
+        np.save(tmp / "keys.npy", e.keys.numpy().astype(np.float32))
+        np.save(tmp / "values.npy", e.values.numpy().astype(np.float32))
+        pq.write_table(
+            pa.table({"user": e.user.numpy(), "length": e.length.numpy(), "position": e.position.numpy(), "target": e.target.numpy()}),
+            tmp / "entries.parquet",
+        )
+        pq.write_table(_ids_table(bank.user_ids), tmp / "users.parquet")
+        pq.write_table(_ids_table(bank.item_ids), tmp / "items.parquet")
+        st = bank.users
+        pq.write_table(
+            pa.table({
+                "user": np.arange(len(st.n_seen), dtype=np.int64),
+                "n_seen": st.n_seen.numpy(),
+                "last": pa.LargeListArray.from_arrays(pa.array(st.last_offsets.numpy()), pa.array(st.last_values.numpy())),
+            }),
+            tmp / "user_state.parquet",
+        )
+        pq.write_table(
+            pa.table({
+                "user": pa.array(bank.added["user"].tolist(), pa.string()),
+                "item": pa.array(bank.added["item"].tolist(), pa.string()),
+                "time": pa.array(bank.added["time"].astype(np.float64)),
+            }),
+            tmp / "added.parquet",
+        )
+        manifest = {**bank.manifest(), **save_index(bank.index, tmp)}
+        manifest["sha256"] = {name: _sha256(tmp / name) for name in ("keys.npy", "values.npy", manifest["index_file"])}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True) -> MemoryBank:
+    import pyarrow.parquet as pq
+
+    from ..data.artifact import read_ids
+
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    if not mpath.exists():
+        raise MemoryBankError(f"{folder}: no manifest.json (not a memory bank written by 'raserec index')")
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise MemoryBankError(f"{mpath}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if verify:
+        for name, digest in manifest["sha256"].items():
+            if _sha256(folder / name) != digest:
+                raise MemoryBankError(f"{folder / name}: content does not match manifest.json (modified or corrupt)")
+    meta_table = pq.read_table(folder / "entries.parquet")
+    col = lambda name: torch.from_numpy(meta_table.column(name).to_numpy().astype(np.int64))
+    entries = Entries(
+        keys=torch.from_numpy(np.load(folder / "keys.npy")),
+        values=torch.from_numpy(np.load(folder / "values.npy")),
+        user=col("user"), length=col("length"), position=col("position"), target=col("target"),
+    )
+    st = pq.read_table(folder / "user_state.parquet")
+    last = st.column("last").combine_chunks()
+    users = UserState(
+        n_seen=torch.from_numpy(st.column("n_seen").to_numpy().astype(np.int64)),
+        last_offsets=torch.from_numpy(last.offsets.to_numpy().astype(np.int64) - int(last.offsets[0].as_py())),
+        last_values=torch.from_numpy(last.values.to_numpy().astype(np.int64)),
+    )
+    added_t = pq.read_table(folder / "added.parquet")
+    added = {
+        "user": np.asarray(added_t.column("user").to_pylist(), dtype=str),
+        "item": np.asarray(added_t.column("item").to_pylist(), dtype=str),
+        "time": added_t.column("time").to_numpy().astype(np.float64),
+    }
+    index = load_index(folder, manifest, nprobe)
+    if index.ntotal != len(entries):
+        raise MemoryBankError(f"{folder}: index holds {index.ntotal} vectors but entries.parquet has {len(entries)} rows")
+    meta_keys = ("index_type_requested", "nlist", "nprobe", "pq_m", "encoder_sha256", "dataset_fingerprint", "max_len")
+    meta = {k: manifest[k] for k in meta_keys}
+    if nprobe is not None:
+        meta["nprobe"] = nprobe
+    return MemoryBank(entries, index, read_ids(folder / "users.parquet"), read_ids(folder / "items.parquet"), users, added, meta)

@@ -1,0 +1,42 @@
+"""Build a memory bank from a trained encoder and a preprocessed dataset (SPEC §3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import SeqDataset
+from ..data.batching import InstanceTensors
+from .bank import MemoryBank, UserState, build_bank
+from .entries import entries_from_split
+from .partition import partition_mask
+
+
+def user_state(ds: SeqDataset) -> UserState:
+    """Everything known per user: the test history plus the test target, last max_len items."""
+    test = ds.splits["test"]
+    max_len = ds.stats["max_len"]
+    n_users = ds.n_users
+    n_seen = torch.zeros(n_users, dtype=torch.long)
+    n_seen[torch.from_numpy(test.user)] = torch.from_numpy(test.position + 1)
+    lists = [np.zeros(0, dtype=np.int64)] * n_users
+    for row, u in enumerate(test.user.tolist()):  # once per user at build time
+        lists[u] = np.append(test.history(row), test.target[row])[-max_len:]
+    lens = torch.tensor([len(x) for x in lists], dtype=torch.long)
+    return UserState(
+        n_seen=n_seen,
+        last_offsets=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lens, 0)]),
+        last_values=torch.from_numpy(np.concatenate(lists)) if n_users else torch.zeros(0, dtype=torch.long),
+    )
+
+
+def bank_from_dataset(
+    ds: SeqDataset, encoder, encoder_sha256: str, mem_cfg, seed: int, device, splits: tuple[str, ...] = ("train",)
+) -> MemoryBank:
+    """One entry per instance of ``splits`` (training only by default), filtered by the configured partition."""
+    entries = None
+    for name in splits:
+        e = entries_from_split(encoder, InstanceTensors(ds.splits[name]), device)
+        entries = e if entries is None else entries.concat(e)
+    entries = entries.select(partition_mask(entries, mem_cfg, seed).nonzero().flatten())
+    return build_bank(entries, ds.user_ids, ds.item_ids, user_state(ds), mem_cfg, encoder_sha256, ds.fingerprint, ds.stats["max_len"])

@@ -1,0 +1,163 @@
+"""Vector indexes behind one interface: ``add``, ``search(queries, k) -> (scores, ids)``, ``save``, ``load``.
+
+Similarity is the inner product of L2-normalised vectors (cosine), as the reference (SPEC §3). The brute
+force torch index is the reference implementation; the faiss ones (Flat, IVF-Flat, IVF-PQ) are what runs
+in production. Missing results are id -1 with score -inf. faiss is imported in this module only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("raserec.memory")
+
+# faiss warns below 39 training points per centroid; IVF then clusters poorly, so use Flat instead.
+MIN_POINTS_PER_LIST = 39
+
+
+class VectorIndex(Protocol):
+    kind: str
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def add(self, vectors: torch.Tensor) -> None: ...
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalised float32 copy on the CPU (the live tensor is never normalised in place)."""
+    return F.normalize(x.detach().float().cpu(), dim=-1)
+
+
+class BruteForceIndex:
+    """Exact cosine search with torch: the reference the faiss indexes are tested against."""
+
+    kind = "brute"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.vectors = torch.zeros(0, dim)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.vectors)
+
+    def add(self, vectors: torch.Tensor) -> None:
+        self.vectors = torch.cat([self.vectors, normalize(vectors)])
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q = normalize(queries)
+        kk = min(k, self.ntotal)
+        scores, ids = (q @ self.vectors.T).topk(kk, dim=1) if kk else (torch.zeros(len(q), 0), torch.zeros(len(q), 0, dtype=torch.long))
+        if kk < k:
+            pad = k - kk
+            scores = torch.cat([scores, torch.full((len(q), pad), float("-inf"))], 1)
+            ids = torch.cat([ids, torch.full((len(q), pad), -1, dtype=torch.long)], 1)
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        torch.save(self.vectors, path)
+
+    @classmethod
+    def load(cls, path: Path) -> BruteForceIndex:
+        vectors = torch.load(path, weights_only=True)
+        index = cls(vectors.shape[1])
+        index.vectors = vectors
+        return index
+
+
+class FaissIndex:
+    """faiss Flat / IVF-Flat / IVF-PQ over normalised vectors with inner-product metric."""
+
+    def __init__(self, index, kind: str):
+        self.index, self.kind = index, kind
+
+    @classmethod
+    def build(cls, vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> FaissIndex:
+        import faiss
+
+        x = normalize(vectors).numpy()
+        n, dim = x.shape
+        if kind in {"ivf", "ivfpq"} and n < MIN_POINTS_PER_LIST * nlist:
+            log.warning(
+                "memory bank has %d entries, fewer than %d x nlist=%d: using an exact Flat index instead of %s",
+                n, MIN_POINTS_PER_LIST, nlist, kind,
+            )
+            kind = "flat"
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "ivf":
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        elif kind == "ivfpq":
+            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raise ValueError(f"unknown faiss index type {kind!r}")
+        if kind != "flat":
+            index.train(x)
+            index.nprobe = nprobe
+        index.add(x)
+        return cls(index, kind)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: torch.Tensor) -> None:
+        self.index.add(normalize(vectors).numpy())
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import faiss
+
+        # This build's default BLAS threshold makes exact search 6-7x slower (ECOSYSTEM.md).
+        faiss.cvar.distance_compute_blas_threshold = 20
+        scores, ids = self.index.search(normalize(queries).numpy(), k)
+        scores = torch.from_numpy(scores)
+        ids = torch.from_numpy(ids)
+        return scores.masked_fill(ids < 0, float("-inf")), ids
+
+    def save(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, kind: str, nprobe: int | None = None) -> FaissIndex:
+        import faiss
+
+        index = faiss.read_index(str(path))
+        if nprobe is not None and hasattr(index, "nprobe"):
+            index.nprobe = nprobe
+        return cls(index, kind)
+
+
+def build_index(vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> VectorIndex:
+    if kind == "brute":
+        index = BruteForceIndex(vectors.shape[1])
+        index.add(vectors)
+        return index
+    return FaissIndex.build(vectors, kind, nlist, nprobe, pq_m)
+
+
+def save_index(index: VectorIndex, folder: Path) -> dict:
+    name = "index.pt" if index.kind == "brute" else "index.faiss"
+    index.save(folder / name)
+    return {"index_type": index.kind, "index_file": name}
+
+
+def load_index(folder: Path, meta: dict, nprobe: int | None = None) -> VectorIndex:
+    path = folder / meta["index_file"]
+    if meta["index_type"] == "brute":
+        return BruteForceIndex.load(path)
+    return FaissIndex.load(path, meta["index_type"], nprobe)
+
+
+__all__ = ["BruteForceIndex", "FaissIndex", "VectorIndex", "build_index", "load_index", "save_index"]

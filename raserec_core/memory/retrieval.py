@@ -1,0 +1,70 @@
+"""Leakage-filtered top-K retrieval (SPEC §3), vectorised over the whole query batch.
+
+For each query: search ``candidate_factor * K`` neighbours, drop missing ids (-1 from IVF or a small
+index) and every entry of the querying user that is not a strictly shorter prefix (capped lengths are
+compared, as the reference does: own future targets never leak), keep the first K survivors in
+similarity order. Missing slots are masked, never filled with an arbitrary entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .index import VectorIndex
+
+
+@dataclass
+class Retrieved:
+    ids: torch.Tensor  # (B, K) entry ids, -1 where masked
+    mask: torch.Tensor  # (B, K) True where a memory was retrieved
+
+
+def leakage_filter(
+    cand: torch.Tensor, cand_user: torch.Tensor, cand_len: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int
+) -> Retrieved:
+    """cand (B, C) ids in similarity order (-1 = none); cand_user/cand_len (B, C) their metadata;
+    user/length (B,) the queries'. Returns the first k admissible candidates per row."""
+    ok = (cand >= 0) & ((cand_user != user[:, None]) | (cand_len < length[:, None]))
+    slot = torch.cumsum(ok.long(), dim=1) - 1  # where each admissible candidate lands
+    keep = ok & (slot < k)
+    B = cand.shape[0]
+    ids = torch.full((B, k + 1), -1, dtype=torch.long)
+    # Rejected candidates are written to a spill column k and dropped.
+    ids.scatter_(1, torch.where(keep, slot, torch.full_like(slot, k)), torch.where(keep, cand, torch.full_like(cand, -1)))
+    ids = ids[:, :k]
+    return Retrieved(ids=ids, mask=ids >= 0)
+
+
+class Retriever:
+    """Searches an index of memory keys and applies the leakage filter using the entries' metadata."""
+
+    def __init__(self, index: VectorIndex, user: torch.Tensor, length: torch.Tensor, candidate_factor: int = 4):
+        self.index, self.user, self.length = index, user, length
+        self.candidate_factor = candidate_factor
+
+    def __call__(self, queries: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int) -> Retrieved:
+        _, cand = self.index.search(queries, self.candidate_factor * k)
+        safe = cand.clamp(min=0)
+        return leakage_filter(cand, self.user[safe], self.length[safe], user.cpu(), length.cpu(), k)
+
+
+def retrieve_all(retriever: Retriever, h: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int, batch_size: int = 4096) -> Retrieved:
+    """Retrieval for many queries at once, in batches (the frozen encoder makes it a one-time cost)."""
+    parts = [
+        retriever(h[s : s + batch_size], user[s : s + batch_size], length[s : s + batch_size], k)
+        for s in range(0, len(h), batch_size)
+    ]
+    if not parts:
+        return Retrieved(torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k, dtype=torch.bool))
+    return Retrieved(torch.cat([p.ids for p in parts]), torch.cat([p.mask for p in parts]))
+
+
+def gather_memories(keys: torch.Tensor, values: torch.Tensor, r: Retrieved, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(S, T, mask) on ``device``: (B, K, D) retrieved keys and values; masked slots are zeros."""
+    safe = r.ids.clamp(min=0)
+    m = r.mask[..., None]
+    S = torch.where(m, keys[safe], 0.0)
+    T = torch.where(m, values[safe], 0.0)
+    return S.to(device), T.to(device), r.mask.to(device)

@@ -1,0 +1,133 @@
+"""The Retrieval-Augmented Module (SPEC §4): two channels of stacked cross-attention over K memories.
+
+Channel seq->tar: the user representation h queries the retrieved sequence representations S (keys) and
+reads their target embeddings T (values); channel tar->seq swaps keys and values. Each channel is
+CrossAttention -> FeedForward -> CrossAttention with separate weights. The output is fused with h:
+
+    h_aug = alpha * h + (1 - alpha) * (beta * o1 + (1 - beta) * o2)
+
+Faithful defaults reproduce the released code, which differs from the paper's description in ways
+exposed as options:
+- ``cross_attn_residual_ln`` (default off): the code comments out the residual and LayerNorm of the
+  cross-attention blocks;
+- ``retrieval_position_embedding`` (default off): the code creates rank embeddings for the K memories but
+  never adds them; on, they are added to the retrieved keys and values by similarity rank;
+- ``beta`` = 1.0 (default): the released run switches the tar->seq channel off; then it is not computed;
+- ``length_gate`` (default 0 = off): the code's ``low_popular`` gate keeps h for sequences longer than it.
+Unlike the code, missing memories (fewer than K admissible) are masked in the attention, and a query
+with no memory at all keeps h (h_aug = h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dropout import Dropout
+
+
+@dataclass(frozen=True)
+class RAMConfig:
+    hidden_size: int = 64
+    n_heads: int = 2
+    inner_size: int = 256
+    top_k: int = 20
+    attn_tau: float = 1.0
+    dropout: float = 0.5
+    alpha: float = 0.5
+    beta: float = 1.0
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    cross_attn_residual_ln: bool = False
+    retrieval_position_embedding: bool = False
+    length_gate: int = 0
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, cfg: RAMConfig):
+        super().__init__()
+        d = cfg.hidden_size
+        self.n_heads, self.tau = cfg.n_heads, cfg.attn_tau
+        self.query, self.key, self.value, self.dense = (nn.Linear(d, d) for _ in range(4))
+        self.attn_dropout = Dropout(cfg.dropout)
+        self.out_dropout = Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps) if cfg.cross_attn_residual_ln else None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q (B, D), k/v (B, K, D), mask (B, K) True = present -> (B, D)."""
+        B, K, D = k.shape
+        H = self.n_heads
+        Q = self.query(q).view(B, H, 1, D // H)
+        Kh = self.key(k).view(B, K, H, D // H).transpose(1, 2)  # (B, H, K, D/H)
+        Vh = self.value(v).view(B, K, H, D // H).transpose(1, 2)
+        scores = (Q @ Kh.transpose(-1, -2)) / (D // H) ** 0.5 / self.tau  # (B, H, 1, K)
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with no memory attends to nothing
+        out = (self.attn_dropout(probs) @ Vh).reshape(B, D)
+        out = self.out_dropout(self.dense(out))
+        return self.norm(out + q) if self.norm is not None else out
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: RAMConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.inner_size)
+        self.fc2 = nn.Linear(cfg.inner_size, cfg.hidden_size)
+        self.dropout = Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
+
+
+class Channel(nn.Module):
+    """CrossAttention -> FeedForward -> CrossAttention, keys and values fixed for the channel."""
+
+    def __init__(self, cfg: RAMConfig):
+        super().__init__()
+        self.attn1, self.ffn, self.attn2 = CrossAttention(cfg), FeedForward(cfg), CrossAttention(cfg)
+
+    def forward(self, h, keys, values, mask):
+        z = self.ffn(self.attn1(h, keys, values, mask))
+        return self.attn2(z, keys, values, mask)
+
+
+class RAM(nn.Module):
+    def __init__(self, cfg: RAMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.seq_tar = Channel(cfg)
+        self.tar_seq = Channel(cfg)
+        self.rank_embedding = nn.Embedding(cfg.top_k, cfg.hidden_size) if cfg.retrieval_position_embedding else None
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(0.0, self.cfg.initializer_range)
+        if isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.0)
+            module.bias.data.zero_()
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def forward(
+        self, h: torch.Tensor, S: torch.Tensor, T: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """h (B, D); S, T (B, K, D) retrieved sequence reps and target embeddings; mask (B, K) -> (B, D)."""
+        c = self.cfg
+        if self.rank_embedding is not None:
+            rank = self.rank_embedding.weight[: S.shape[1]]
+            S, T = S + rank, T + rank
+        fused = torch.zeros_like(h)
+        if c.beta != 0.0:
+            fused = fused + c.beta * self.seq_tar(h, S, T, mask)
+        if c.beta != 1.0:
+            fused = fused + (1.0 - c.beta) * self.tar_seq(h, T, S, mask)
+        h_aug = c.alpha * h + (1.0 - c.alpha) * fused
+        keep_h = ~mask.any(dim=1)
+        if c.length_gate and lengths is not None:
+            keep_h = keep_h | (lengths > c.length_gate)
+        return torch.where(keep_h[:, None], h, h_aug)

@@ -1,0 +1,135 @@
+"""Model registry: log the recommender as a pyfunc model, register a version, champion/challenger gate.
+
+Aliases, not stages (deprecated): a new version takes the alias ``champion`` only when its validation
+NDCG@10 is strictly higher than the current champion's *on the same dataset* (fingerprint), both read
+from model version tags; otherwise it takes ``challenger``. A champion trained on another dataset is
+not comparable, so it is kept (promote by hand with ``set_registered_model_alias``). The first version
+of a model is its champion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("raserec.registry")
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_SCORE = "raserec.valid_ndcg_at_10"
+TAG_FINGERPRINT = "raserec.dataset_fingerprint"
+TAG_DECISION = "raserec.decision"
+
+
+def current_champion(mlflow_client, name: str):
+    """The version holding ``@champion``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def gate(mlflow_client, name: str, version: str, score: float, fingerprint: str) -> dict[str, Any]:
+    """Give ``version`` the alias ``champion`` or ``challenger``; returns the decision and why."""
+    champ = current_champion(mlflow_client, name)
+    if champ is None:
+        alias, reason = CHAMPION, "first version with a score"
+    elif champ.tags.get(TAG_FINGERPRINT) != fingerprint:
+        alias, reason = CHALLENGER, f"champion v{champ.version} was trained on another dataset"
+    else:
+        best = float(champ.tags.get(TAG_SCORE, "-inf"))
+        if score > best:
+            alias, reason = CHAMPION, f"valid NDCG@10 {score:.6f} > champion v{champ.version}'s {best:.6f}"
+        else:
+            alias, reason = CHALLENGER, f"valid NDCG@10 {score:.6f} <= champion v{champ.version}'s {best:.6f}"
+    mlflow_client.set_registered_model_alias(name, alias, version)
+    mlflow_client.set_model_version_tag(name, version, TAG_DECISION, f"{alias}: {reason}")
+    log.info("%s v%s -> @%s (%s)", name, version, alias, reason)
+    return {
+        "alias": alias,
+        "reason": reason,
+        "previous_champion": champ.version if champ is not None else "",
+    }
+
+
+def register_version(
+    tracking_uri: str, model_uri: str, name: str, score: float, fingerprint: str, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Register ``model_uri`` as a new version of ``name`` (tagged with its score and dataset), then gate it."""
+    import math
+
+    import mlflow
+
+    from .runs import client
+
+    if not math.isfinite(score):
+        raise ValueError(f"validation NDCG@10 must be a finite number, got {score!r}")
+    mlflow.set_tracking_uri(tracking_uri)
+    version_tags = {TAG_SCORE: repr(float(score)), TAG_FINGERPRINT: fingerprint, **(tags or {})}
+    mv = mlflow.register_model(model_uri, name, tags=version_tags)
+    decision = gate(client(tracking_uri), name, mv.version, float(score), fingerprint)
+    return {"name": name, "version": mv.version, "model_uri": f"models:/{name}/{mv.version}", **decision}
+
+
+def register_model(
+    data: str | Path, model: str | Path, *, valid_ndcg_at_10: float, tracking_uri: str, run_id: str,
+    model_name: str = "raserec", memory: str | Path | None = None, options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Pack ``model`` as a recommender, log it as a pyfunc model in run ``run_id``, register and gate it.
+
+    ``options`` go to the recommender packer (e.g. ``mask_history``). Returns the registration facts
+    (name, version, alias, reason, model URI, the logged model's URI).
+    """
+    import mlflow
+
+    from . import recommender
+    from .pyfunc import log_recommender
+    from .runs import TAG_RUN, client
+
+    c = client(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    pipeline_run_id = c.get_run(run_id).data.tags.get(TAG_RUN, "")
+    with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
+        folder = Path(tmp) / "recommender"
+        spec = recommender.pack(model, data, folder, memory, options)
+        example = _example_history(data)
+        # Fail here, not at serving time, if the packed folder cannot recommend (MLflow would only warn).
+        items, _ = recommender.load(folder).recommend([example], None, 1)
+        if len(items) != 1 or len(items[0]) != 1:
+            raise ValueError(f"{model}: the packed recommender returned {items!r} for {example!r}")
+        with mlflow.start_run(run_id=run_id):
+            info = log_recommender(folder, example_history=example)
+    result = register_version(
+        tracking_uri, info.model_uri, model_name, valid_ndcg_at_10, spec["dataset_fingerprint"],
+        tags={"raserec.pipeline_run_id": pipeline_run_id, "raserec.kind": spec["kind"], "raserec.mlflow_run_id": run_id},
+    )
+    return {**result, "logged_model_uri": info.model_uri, "kind": spec["kind"]}
+
+
+def _example_history(data: str | Path, n: int = 3) -> list[str]:
+    """A few raw item ids from the dataset, for the model's input example."""
+    from ..data.artifact import read_ids
+
+    ids = read_ids(Path(data) / "items.parquet")
+    return [str(x) for x in ids[1 : 1 + n]]
+
+
+def describe(mlflow_client, name: str) -> dict[str, Any]:
+    """Champion and challenger versions of ``name`` with their tags (for CLIs and tests)."""
+    out = {}
+    from mlflow.exceptions import MlflowException
+
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            mv = mlflow_client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            continue
+        out[alias] = {"version": mv.version, "tags": dict(mv.tags)}
+    return json.loads(json.dumps(out))

