@@ -88,6 +88,7 @@ class FinetuneConfig:
     cross_attn_residual_ln: bool = False
     retrieval_position_embedding: bool = False
     length_gate: int = 0  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
+    channel2_retrieval: str = "shared"  # shared (the code) | target: tar->seq retrieves by target similarity
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ CHOICES = {
     "pretrain.sim": {"dot", "cos"},
     "pretrain.batching": {"bucket", "random"},
     "memory.index_type": {"brute", "flat", "ivf", "ivfpq"},
+    "finetune.channel2_retrieval": {"shared", "target"},
     "memory.partition": {"none", "length", "popularity", "random", "time"},
     "memory.partition_side": {"head", "tail"},
 }
@@ -156,6 +158,17 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_to_plain(v) for v in obj]
     return obj
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _coerce(path: str, value: Any, typ: Any) -> Any:

@@ -16,12 +16,20 @@ from .evaluation.ranking import stable_topk
 
 
 class Recommender:
-    def __init__(self, encoder, item_ids: np.ndarray, max_len: int, ram=None, bank=None, top_k: int = 20, candidate_factor: int = 4):
+    def __init__(
+        self, encoder, item_ids: np.ndarray, max_len: int, ram=None, bank=None, top_k: int = 20, candidate_factor: int = 4,
+        channel2_retrieval: str = "shared",
+    ):
         self.encoder, self.ram, self.bank = encoder.eval(), (ram.eval() if ram is not None else None), bank
         self.item_ids = item_ids
         self.item_index = {raw: i for i, raw in enumerate(item_ids.tolist()) if i > 0}
         self.max_len, self.top_k, self.candidate_factor = max_len, top_k, candidate_factor
         self.user_index = {raw: i for i, raw in enumerate(bank.user_ids.tolist())} if bank is not None else {}
+        self.retrievers = []
+        if bank is not None:
+            self.retrievers.append(bank.retriever(candidate_factor))
+            if channel2_retrieval == "target" and ram.cfg.beta != 1.0:
+                self.retrievers.append(bank.target_retriever(candidate_factor))
 
     @classmethod
     def load(cls, model_dir: str | Path, memory_dir: str | Path | None = None, device="cpu", nprobe: int | None = None) -> Recommender:
@@ -43,8 +51,11 @@ class Recommender:
                 raise MemoryBankError(f"{memory_dir}: built by another encoder than {model_dir}")
         items_path = model_dir / "items.parquet"
         item_ids = read_ids(items_path) if items_path.exists() else bank.item_ids
-        top_k = manifest["ram"]["top_k"] if ram is not None else 20
-        return cls(encoder, item_ids, manifest["encoder"]["max_len"], ram, bank, top_k)
+        retrieval = manifest.get("retrieval", {})
+        return cls(
+            encoder, item_ids, manifest["encoder"]["max_len"], ram, bank, retrieval.get("top_k", 20),
+            retrieval.get("candidate_factor", 4), retrieval.get("channel2_retrieval", "shared"),
+        )
 
     def _encode_histories(self, histories: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         mapped = [[self.item_index[i] for i in map(str, h) if i in self.item_index][-self.max_len :] for h in histories]
@@ -73,9 +84,9 @@ class Recommender:
                 [self.user_index.get(str(user_ids[r]), -1) if user_ids is not None and user_ids[r] is not None else -1 for r in rows.tolist()],
                 dtype=torch.long,
             )
-            r = self.bank.retriever(self.candidate_factor)(h, users, lengths[rows], self.top_k)
-            S, T, mask = gather_memories(self.bank.entries.keys, self.bank.entries.values, r, device)
-            h = self.ram(h, S, T, mask, lengths[rows].to(device))
+            e = self.bank.entries
+            lists = [gather_memories(e.keys, e.values, ret(h, users, lengths[rows], self.top_k), device) for ret in self.retrievers]
+            h = self.ram(h, *lists[0], lengths[rows].to(device), lists[1] if len(lists) > 1 else None)
         scores = h @ self.encoder.item_table.T
         scores[:, 0] = float("-inf")
         items, top = stable_topk(scores, min(k, scores.shape[1] - 1))

@@ -53,16 +53,12 @@ def _prepare_output(
     if cfg_path.exists():
         import yaml
 
-        from .config import from_dict
+        from .config import flatten, from_dict
 
-        previous = from_dict(yaml.safe_load(cfg_path.read_text())).section(*sections)
-        if previous != wanted:
-            changed = sorted(
-                f"{s}.{k}" if isinstance(wanted[s], dict) else s
-                for s in sections
-                for k in (wanted[s] if isinstance(wanted[s], dict) else [None])
-                if (previous[s].get(k) if k is not None else previous[s]) != (wanted[s].get(k) if k is not None else wanted[s])
-            )
+        previous = flatten(from_dict(yaml.safe_load(cfg_path.read_text())).section(*sections))
+        current = flatten(wanted)
+        changed = sorted(k for k in current if previous.get(k) != current[k])
+        if changed:
             raise StepError(
                 f"{out}: holds a run with another config (changed: {', '.join(changed)}); "
                 f"use another --output or pass --restart"
@@ -100,7 +96,7 @@ def _evaluator(cfg: Config, device):
                 seqs, _ = split.fetch(rows)
                 mask = torch.zeros(len(rows), encoder.n_items, dtype=torch.bool)
                 return mask.scatter_(1, seqs, True)
-        score = encoder_scorer(encoder, split, device, cfg.pretrain.length_chunks)
+        score = encoder_scorer(encoder, split, device)
         result = rank_all(score, split.target, cfg.eval.batch_size, topk, exclude)
         return result.metrics(tuple(cfg.eval.ks), prefix), result
 
@@ -207,6 +203,10 @@ def evaluate(
 
         if manifest.get("kind") != "raserec":
             raise StepError(f"{model}: --memory needs a fine-tuned model ('raserec finetune' output)")
+        from dataclasses import replace
+
+        # Retrieve the way the model was trained to read its memories.
+        cfg = replace(cfg, finetune=replace(cfg.finetune, **manifest["retrieval"]))
         bank = _load_memory(memory, manifest, cfg, model)
         ram = RAM(RAMConfig(**manifest["ram"])).to(device)
         ram.load_state_dict(torch.load(Path(model) / "ram.pt", map_location=device, weights_only=True))

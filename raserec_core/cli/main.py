@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a traceback at INFO
     from raserec_core.config import ConfigError
     from raserec_core.data import DataError
     from raserec_core.memory.bank import MemoryBankError

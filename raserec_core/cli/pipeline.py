@@ -91,9 +91,13 @@ def _local_tracking(root: Path, experiment: str) -> str:
 
 
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
+    from ..steps import StepError
     from ..storage import is_s3
+    from ..tracking.runs import check_run_id
 
     config_yaml = resolved_config_yaml(args)  # fail on a bad config before anything starts
+    if args.run_id:
+        check_run_id(args.run_id)
     export_root = args.artifact_root if is_s3(args.artifact_root) else ""
     root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -109,10 +113,13 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=not args.no_cache,
     )
-    task = build(retries=False)(
-        data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
-        mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
-    )
+    try:
+        task = build(retries=False)(
+            data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
+            mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
+        )
+    except RuntimeError as exc:  # kfp's local runner: a task failed (its log is above)
+        raise StepError(f"the pipeline failed ({exc}); the failed task's log is above, artifacts under {root}") from None
     registration = task.output
     return {
         "pipeline_root": str(root),

@@ -12,7 +12,8 @@ What ``pipeline_task`` does around the step:
   number) keeps the config's value;
 - opens the step's nested MLflow run under the pipeline run's parent (``tracking.runs``), first logging
   a run for every upstream step that Kubeflow served from its cache (from the artifacts' metadata);
-- marks the run FAILED and re-raises on an exception; on success ``record`` has logged the step's
+- marks the run and the parent run FAILED and re-raises on an exception (a retry, or a resubmission
+  with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
   results, and the run is FINISHED (with ``final=True`` the parent run too).
 """
 
@@ -108,7 +109,7 @@ def resolve_run_id(pipeline_run_id: str, kfp_run_id: str) -> str:
 def metadata_facts(result: Mapping[str, Any]) -> dict[str, Any]:
     """Small scalar facts of a step result for artifact metadata (MLflow-style keys, no nesting)."""
     from ..evaluation.metrics import mlflow_key
-    from ..tracking.runs import flatten, is_sensitive
+    from ..tracking.runs import flatten, is_sensitive, scrub
 
     out: dict[str, Any] = {}
     for key, value in flatten(result, sep="_").items():
@@ -120,7 +121,7 @@ def metadata_facts(result: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, (int, float)) and math.isfinite(value):
             out[name] = value
         elif isinstance(value, str) and len(value) <= _METADATA_STR_MAX:
-            out[name] = value
+            out[name] = scrub(value)
     return out
 
 
@@ -132,7 +133,6 @@ class StepTask:
     pipeline_run_id: str
     run: Any  # tracking.runs.StepRun
     artifact_root: str = ""
-    final: bool = False
     dataset_path: str = ""  # the dataset the step read (for the per-popularity-group report)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     results: dict[str, Any] = field(default_factory=dict)
@@ -157,7 +157,8 @@ class StepTask:
         for name, artifact in outputs.items():
             path = Path(artifact.path)
             if _schema(artifact) == "system.Metrics":
-                artifact.metadata.update({k: float(v) for k, v in facts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                numeric = {k: float(v) for k, v in facts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                artifact.metadata.update(numeric)
                 continue
             if not path.exists():  # the step wrote nothing there: keep its facts, so every artifact has a file
                 from ..storage import atomic_write_text
@@ -201,7 +202,6 @@ class StepTask:
             run.log_metrics(result, prefix=self.step)
         strings = {k: v for k, v in metadata_facts(result).items() if isinstance(v, str)}
         run.set_tags({f"raserec.{self.step}.{k}": v for k, v in strings.items()})
-
 
     def _log_popularity_groups(self, topk_path: str) -> None:
         import matplotlib.pyplot as plt
@@ -251,13 +251,14 @@ def pipeline_task(
         run.client.log_text(run.parent_id, cfg.to_yaml(), "config/resolved.yaml")
     for name, metadata in (upstream or {}).items():
         runs.log_cached_step(run, name, dict(metadata or {}))
-    task = StepTask(step, cfg, device, run_id, run, artifact_root, final, dataset_path)
+    task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path)
     try:
         with task._stack:
             run.log_text(cfg.to_yaml(), "config/resolved.yaml")
             yield task
     except BaseException:
         run.end("FAILED")
+        runs.end_pipeline(run, "FAILED")  # a retry or resubmission with the same id reopens it
         raise
     run.end("FINISHED")
     if final:

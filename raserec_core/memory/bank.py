@@ -59,6 +59,11 @@ class MemoryBank:
     def retriever(self, candidate_factor: int = 4) -> Retriever:
         return Retriever(self.index, self.entries.user, self.entries.length, candidate_factor)
 
+    def target_retriever(self, candidate_factor: int = 4) -> Retriever:
+        """Searches the memories' target embeddings instead of their keys (built on demand, not saved)."""
+        index = build_index(self.entries.values, self.meta["index_type_requested"], self.meta["nlist"], self.meta["nprobe"], self.meta["pq_m"])
+        return Retriever(index, self.entries.user, self.entries.length, candidate_factor)
+
     def with_entries(self, extra: Entries) -> MemoryBank:
         """A bank over these entries plus ``extra`` with a freshly built index (never written)."""
         entries = self.entries.concat(extra)

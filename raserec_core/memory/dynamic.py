@@ -21,6 +21,12 @@ from .bank import MemoryBank, MemoryBankError, UserState
 from .entries import entries_from_split
 
 
+def _interaction_keys(user: np.ndarray, item: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """One string per interaction; \x1f cannot occur in ids read from text."""
+    return np.char.add(np.char.add(np.char.add(np.char.add(user.astype(str), "\x1f"), item.astype(str)), "\x1f"),
+                       np.char.mod("%.17g", time.astype(np.float64)))
+
+
 def add_interactions(bank: MemoryBank, encoder, inter: Interactions, device, strict: bool = False, source: str = "") -> tuple[MemoryBank, dict]:
     where = source or "interactions"
     item_index = {raw: i for i, raw in enumerate(bank.item_ids.tolist()) if i > 0}
@@ -29,13 +35,14 @@ def add_interactions(bank: MemoryBank, encoder, inter: Interactions, device, str
     if strict and unknown.any():
         row = int(np.flatnonzero(unknown)[0])
         raise MemoryBankError(f"{where}: row {row}: item '{inter.item[row]}' is unknown to the model (--strict)")
-    seen = set(zip(bank.added["user"].tolist(), bank.added["item"].tolist(), bank.added["time"].tolist()))
-    for row, key in enumerate(zip(inter.user.tolist(), inter.item.tolist(), inter.time.astype(float).tolist())):
-        if key in seen:
-            raise MemoryBankError(
-                f"{where}: row {row}: interaction (user '{key[0]}', item '{key[1]}', time {key[2]:g}) is already "
-                f"in the memory bank; nothing was added"
-            )
+    keys = _interaction_keys(inter.user, inter.item, inter.time)
+    dup = np.isin(keys, _interaction_keys(bank.added["user"], bank.added["item"], bank.added["time"]))
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise MemoryBankError(
+            f"{where}: row {row}: interaction (user '{inter.user[row]}', item '{inter.item[row]}', time "
+            f"{inter.time[row]:g}) is already in the memory bank; nothing was added"
+        )
     keep = ~unknown
     users_raw, items_k, time_k = inter.user[keep], items[keep], inter.time[keep]
     rows = np.flatnonzero(keep)

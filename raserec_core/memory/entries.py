@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..models.encoder import encode_by_length
+from ..models.encoder import encode_instances
 
 
 @dataclass
@@ -30,20 +30,6 @@ class Entries:
 
     def concat(self, other: Entries) -> Entries:
         return Entries(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
-
-
-@torch.no_grad()
-def encode_instances(encoder, split, device, batch_size: int = 2048, length_chunks: int = 4) -> torch.Tensor:
-    """(N, D) representations of every instance of ``split`` (an ``InstanceTensors``), on the CPU."""
-    encoder.eval()
-    # Sorting by length first makes each batch nearly pad-free.
-    order = torch.argsort(split.lengths, stable=True)
-    out = []
-    for rows in order.split(batch_size):
-        seqs, lengths = split.fetch(rows)
-        out.append(encode_by_length(encoder, seqs.to(device), lengths.to(device), length_chunks).float().cpu())
-    h = torch.cat(out) if out else torch.zeros(0, encoder.item_table.shape[1])
-    return torch.empty_like(h).index_copy_(0, order, h)
 
 
 @torch.no_grad()

@@ -70,3 +70,17 @@ def encode_by_length(encoder, seqs: torch.Tensor, lengths: torch.Tensor, n_chunk
         return encoder(seqs[:, :longest], lengths)
     h = torch.cat([encoder(seqs[idx, :w], lengths[idx]) for idx, w in zip(chunks, widths)])
     return torch.empty_like(h).index_copy_(0, order, h)
+
+
+@torch.no_grad()
+def encode_instances(encoder, split, device, batch_size: int = 2048, length_chunks: int = 4) -> torch.Tensor:
+    """(N, D) representations of every instance of ``split`` (an ``InstanceTensors``), on the CPU."""
+    encoder.eval()
+    # Sorting by length first makes each batch nearly pad-free.
+    order = torch.argsort(split.lengths, stable=True)
+    out = []
+    for rows in order.split(batch_size):
+        seqs, lengths = split.fetch(rows)
+        out.append(encode_by_length(encoder, seqs.to(device), lengths.to(device), length_chunks).float().cpu())
+    h = torch.cat(out) if out else torch.zeros(0, encoder.item_table.shape[1])
+    return torch.empty_like(h).index_copy_(0, order, h)

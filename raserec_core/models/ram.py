@@ -13,7 +13,10 @@ exposed as options:
 - ``retrieval_position_embedding`` (default off): the code creates rank embeddings for the K memories but
   never adds them; on, they are added to the retrieved keys and values by similarity rank;
 - ``beta`` = 1.0 (default): the released run switches the tar->seq channel off; then it is not computed;
-- ``length_gate`` (default 0 = off): the code's ``low_popular`` gate keeps h for sequences longer than it.
+- ``length_gate`` (default 0 = off): the code's ``low_popular`` gate keeps h for sequences longer than it;
+- the code feeds both channels the same retrieved list; the caller may pass a second list for the
+  tar->seq channel (``finetune.channel2_retrieval = target``: memories whose target embedding is
+  closest to h, from the index over targets that the code builds but never queries).
 Unlike the code, missing memories (fewer than K admissible) are masked in the attention, and a query
 with no memory at all keeps h (h_aug = h).
 """
@@ -114,20 +117,28 @@ class RAM(nn.Module):
             module.bias.data.zero_()
 
     def forward(
-        self, h: torch.Tensor, S: torch.Tensor, T: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None
+        self, h: torch.Tensor, S: torch.Tensor, T: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None,
+        second: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """h (B, D); S, T (B, K, D) retrieved sequence reps and target embeddings; mask (B, K) -> (B, D)."""
+        """h (B, D); S, T (B, K, D) retrieved sequence reps and target embeddings; mask (B, K) -> (B, D).
+
+        ``second`` = (S2, T2, mask2): a separate retrieved list for the tar->seq channel.
+        """
         c = self.cfg
+        S2, T2, mask2 = second if second is not None else (S, T, mask)
         if self.rank_embedding is not None:
             rank = self.rank_embedding.weight[: S.shape[1]]
-            S, T = S + rank, T + rank
+            S, T, S2, T2 = S + rank, T + rank, S2 + rank, T2 + rank
         fused = torch.zeros_like(h)
+        present = torch.zeros_like(mask[:, 0])
         if c.beta != 0.0:
             fused = fused + c.beta * self.seq_tar(h, S, T, mask)
+            present = present | mask.any(dim=1)
         if c.beta != 1.0:
-            fused = fused + (1.0 - c.beta) * self.tar_seq(h, T, S, mask)
+            fused = fused + (1.0 - c.beta) * self.tar_seq(h, T2, S2, mask2)
+            present = present | mask2.any(dim=1)
         h_aug = c.alpha * h + (1.0 - c.alpha) * fused
-        keep_h = ~mask.any(dim=1)
+        keep_h = ~present
         if c.length_gate and lengths is not None:
             keep_h = keep_h | (lengths > c.length_gate)
         return torch.where(keep_h[:, None], h, h_aug)

@@ -80,12 +80,12 @@ def register_version(
 
 def register_model(
     data: str | Path, model: str | Path, *, valid_ndcg_at_10: float, tracking_uri: str, run_id: str,
-    model_name: str = "raserec", memory: str | Path | None = None, options: dict[str, Any] | None = None,
+    model_name: str = "raserec", memory: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Pack ``model`` as a recommender, log it as a pyfunc model in run ``run_id``, register and gate it.
+    """Pack ``model`` (with ``memory`` for a fine-tuned model) as a recommender folder, log it as a pyfunc
+    model in run ``run_id``, register a version of ``model_name`` and gate it.
 
-    ``options`` go to the recommender packer (e.g. ``mask_history``). Returns the registration facts
-    (name, version, alias, reason, model URI, the logged model's URI).
+    Returns the registration facts (name, version, alias, reason, model URI, the logged model's URI).
     """
     import mlflow
 
@@ -98,7 +98,7 @@ def register_model(
     pipeline_run_id = c.get_run(run_id).data.tags.get(TAG_RUN, "")
     with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
         folder = Path(tmp) / "recommender"
-        spec = recommender.pack(model, data, folder, memory, options)
+        spec = recommender.pack(model, data, folder, memory)
         example = _example_history(data)
         # Fail here, not at serving time, if the packed folder cannot recommend (MLflow would only warn).
         items, _ = recommender.load(folder).recommend([example], None, 1)

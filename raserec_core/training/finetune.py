@@ -21,7 +21,8 @@ from ..data import SeqDataset
 from ..data.batching import InstanceTensors
 from ..evaluation import rank_all
 from ..memory.bank import MemoryBank
-from ..memory.entries import encode_instances, entries_from_split
+from ..memory.entries import entries_from_split
+from ..models.encoder import encode_instances
 from ..memory.retrieval import Retrieved, gather_memories, retrieve_all
 from ..models.checkpoint import file_sha256
 from ..models.ram import RAM, RAMConfig
@@ -48,12 +49,16 @@ class Queries:
         self.split = split
         self.h = encode_instances(encoder, split, device)
         self.retrieved = retrieve_all(bank.retriever(f.candidate_factor), self.h, split.user, split.lengths, f.top_k)
+        self.second = None
+        if f.channel2_retrieval == "target" and f.beta != 1.0:
+            self.second = retrieve_all(bank.target_retriever(f.candidate_factor), self.h, split.user, split.lengths, f.top_k)
         self.keys, self.values = bank.entries.keys, bank.entries.values
 
     def fused(self, ram: RAM, rows: torch.Tensor, device) -> torch.Tensor:
-        r = Retrieved(self.retrieved.ids[rows], self.retrieved.mask[rows])
-        S, T, mask = gather_memories(self.keys, self.values, r, device)
-        return ram(self.h[rows].to(device), S, T, mask, self.split.lengths[rows].to(device))
+        gather = lambda r: gather_memories(self.keys, self.values, Retrieved(r.ids[rows], r.mask[rows]), device)
+        S, T, mask = gather(self.retrieved)
+        second = gather(self.second) if self.second is not None else None
+        return ram(self.h[rows].to(device), S, T, mask, self.split.lengths[rows].to(device), second)
 
 
 def evaluate_queries(q: Queries, ram: RAM, item_table: torch.Tensor, cfg: Config, prefix: str, device, topk: int = 0):
@@ -112,6 +117,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
         "encoder_sha256": encoder_manifest["encoder_sha256"],
         "ram": asdict(ram_config(cfg, item_table.shape[1])),
         "ram_sha256": file_sha256(out_dir / "ram.pt"),
+        "retrieval": {"top_k": f.top_k, "candidate_factor": f.candidate_factor, "channel2_retrieval": f.channel2_retrieval},
         "dataset_fingerprint": ds.fingerprint,
         "memory": {k: bank.meta[k] for k in ("index_type_requested", "nlist", "nprobe")} | {"entries": len(bank)},
         "best_epoch": state.best_epoch,

@@ -14,7 +14,7 @@ from ..data import SeqDataset
 from ..data.batching import InstanceTensors
 from ..data.sampling import length_bucketed_batches, random_batches
 from ..models.checkpoint import encoder_spec, file_sha256
-from ..models.encoder import build_encoder, encode_by_length
+from ..models.encoder import build_encoder, encode_instances
 from ..models.objectives import (
     Batch,
     CL4SRecObjective,
@@ -44,15 +44,12 @@ def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
     raise ValueError(f"unknown objective {p.objective!r}")
 
 
-def encoder_scorer(encoder, split: InstanceTensors, device: torch.device, length_chunks: int):
-    """rows -> (B, N) scores h·Eᵀ for full ranking."""
-
-    def score(rows: torch.Tensor) -> torch.Tensor:
-        seqs, lengths = split.fetch(rows)
-        h = encode_by_length(encoder, seqs.to(device), lengths.to(device), length_chunks)
-        return h @ encoder.item_table.T
-
-    return score
+def encoder_scorer(encoder, split: InstanceTensors, device: torch.device):
+    """rows -> (B, N) scores h·Eᵀ for full ranking; every representation is encoded once, up front,
+    in length-sorted batches."""
+    h = encode_instances(encoder, split, device)
+    table = encoder.item_table.detach()
+    return lambda rows: h[rows].to(device) @ table.T
 
 
 def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, evaluate_split) -> dict:

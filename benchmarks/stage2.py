@@ -1,0 +1,110 @@
+"""Stage-2 reproduction: RaSeRec on top of the stage-1 encoders of benchmarks/stage1.py.
+
+For each (dataset, backbone, seed, variant) whose stage-1 run is recorded in results/stage1.jsonl:
+`raserec index` (memory bank over the training instances) then `raserec finetune`. Results are
+appended, as each run finishes, to results/stage2.jsonl with the exact commands, the stage-1 metrics of
+the same encoder and wall times. Finished runs are skipped; an interrupted fine-tuning resumes.
+
+Variants: `paper` (the released setting: beta 1.0, IVF nprobe 1), `beta0.5` (both channels),
+`exact` (Flat index: exact retrieval).
+
+    python benchmarks/stage2.py [--only NAME ...] [--work benchmarks/runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGE1 = HERE / "results" / "stage1.jsonl"
+RESULTS = HERE / "results" / "stage2.jsonl"
+
+VARIANTS = {
+    "paper": ([], []),
+    "beta0.5": ([], ["--set", "finetune.beta=0.5"]),
+    "exact": (["--index-type", "flat"], []),
+}
+
+# (stage-1 run name, variant), in the order they should run.
+PLAN = [
+    ("beauty-duorec-2020", "paper"),
+    ("beauty-sasrec-2020", "paper"),
+    ("beauty-gru4rec-2020", "paper"),
+    ("beauty-duorec-2020", "beta0.5"),
+    ("beauty-duorec-2020", "exact"),
+    ("beauty-duorec-2021", "paper"),
+    ("beauty-duorec-2022", "paper"),
+    ("sports-duorec-2020", "paper"),
+    ("sports-duorec-2021", "paper"),
+    ("sports-duorec-2022", "paper"),
+]
+
+
+def load_jsonl(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["name"]: r for r in rows}
+
+
+def sh(cmd: list[str], log: Path) -> float:
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.time()
+    with open(log, "a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+    return time.time() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--work", default=str(HERE / "runs"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    stage1 = load_jsonl(STAGE1)
+    done = load_jsonl(RESULTS)
+    for base, variant in PLAN:
+        name = f"{base}-raserec-{variant}"
+        if name in done or base not in stage1 or (args.only and name not in args.only):
+            continue
+        s1 = stage1[base]
+        data_dir = work / "data" / s1["dataset"]
+        model_dir = work / base
+        index_flags, ft_flags = VARIANTS[variant]
+        mem_dir = work / f"{base}-memory-{'flat' if index_flags else 'ivf'}"
+        seed = ["--seed", str(s1["seed"])]
+        index_cmd = ["raserec", "index", "--data", str(data_dir), "--model", str(model_dir), "--output", str(mem_dir), *index_flags, *seed]
+        ft_cmd = ["raserec", "finetune", "--data", str(data_dir), "--model", str(model_dir), "--memory", str(mem_dir),
+                  "--output", str(work / name), *seed, *index_flags and ["--set", "memory.index_type=flat"], *ft_flags]
+        log = work / f"{name}.log"
+        index_seconds = None
+        if not (mem_dir / "manifest.json").exists():
+            index_seconds = round(sh(index_cmd, log), 1)
+        ft_seconds = round(sh(ft_cmd, log), 1)
+        metrics = json.loads((work / name / "metrics.json").read_text())
+        manifest = json.loads((work / name / "model.json").read_text())
+        record = {
+            "name": name, "stage1": base, "dataset": s1["dataset"], "backbone": s1["model"], "seed": s1["seed"],
+            "variant": variant, "index_command": " ".join(index_cmd), "finetune_command": " ".join(ft_cmd),
+            "index_wall_seconds": index_seconds, "finetune_wall_seconds_this_invocation": ft_seconds,
+            "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
+            "train_seconds": round(manifest["train_seconds"], 1),
+            "trainable_parameters": manifest["n_trainable_parameters"],
+            "metrics": metrics, "stage1_metrics": s1["metrics"],
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        gain = lambda k: (metrics[k] / s1["metrics"][k] - 1) * 100
+        print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ({gain('test/hr@10'):+.1f}%) "
+              f"ndcg@10 {metrics['test/ndcg@10']:.4f} ({gain('test/ndcg@10'):+.1f}%)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
