@@ -61,9 +61,9 @@ def main() -> int:
     from raserec_core.data.batching import InstanceTensors
     from raserec_core.memory.bank import load_bank
     from raserec_core.memory.build import bank_from_dataset
-    from raserec_core.models.encoder import encode_instances
     from raserec_core.memory.retrieval import gather_memories, leakage_filter
     from raserec_core.models.checkpoint import load_encoder
+    from raserec_core.models.encoder import encode_instances
 
     ds = read_dataset(args.data)
     encoder, manifest = load_encoder(args.model)

@@ -52,6 +52,11 @@ def load_jsonl(path: Path) -> dict[str, dict]:
     return {r["name"]: r for r in rows}
 
 
+def gain(metrics: dict, base: dict, key: str) -> float:
+    """Relative change in percent of ``metrics[key]`` over ``base[key]``."""
+    return (metrics[key] / base[key] - 1) * 100
+
+
 def sh(cmd: list[str], log: Path) -> float:
     print("$", " ".join(cmd), flush=True)
     t0 = time.time()
@@ -80,7 +85,7 @@ def main() -> int:
         seed = ["--seed", str(s1["seed"])]
         index_cmd = ["raserec", "index", "--data", str(data_dir), "--model", str(model_dir), "--output", str(mem_dir), *index_flags, *seed]
         ft_cmd = ["raserec", "finetune", "--data", str(data_dir), "--model", str(model_dir), "--memory", str(mem_dir),
-                  "--output", str(work / name), *seed, *index_flags and ["--set", "memory.index_type=flat"], *ft_flags]
+                  "--output", str(work / name), *seed, *ft_flags]
         log = work / f"{name}.log"
         index_seconds = None
         if not (mem_dir / "manifest.json").exists():
@@ -100,9 +105,8 @@ def main() -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-        gain = lambda k: (metrics[k] / s1["metrics"][k] - 1) * 100
-        print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ({gain('test/hr@10'):+.1f}%) "
-              f"ndcg@10 {metrics['test/ndcg@10']:.4f} ({gain('test/ndcg@10'):+.1f}%)", flush=True)
+        print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ({gain(metrics, s1['metrics'], 'test/hr@10'):+.1f}%) "
+              f"ndcg@10 {metrics['test/ndcg@10']:.4f} ({gain(metrics, s1['metrics'], 'test/ndcg@10'):+.1f}%)", flush=True)
     return 0
 
 

@@ -15,9 +15,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names it."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)

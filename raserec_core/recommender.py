@@ -46,7 +46,8 @@ class Recommender:
                 raise ValueError(f"{model_dir}: a fine-tuned model needs its memory bank")
             ram = RAM(RAMConfig(**manifest["ram"])).to(device)
             ram.load_state_dict(torch.load(model_dir / "ram.pt", map_location=device, weights_only=True))
-            bank = load_bank(memory_dir, nprobe=nprobe)
+            # Serve with the nprobe the model was fine-tuned and evaluated with, unless told otherwise.
+            bank = load_bank(memory_dir, nprobe=nprobe if nprobe is not None else manifest["memory"]["nprobe"])
             if bank.meta["encoder_sha256"] != manifest["encoder_sha256"]:
                 raise MemoryBankError(f"{memory_dir}: built by another encoder than {model_dir}")
         items_path = model_dir / "items.parquet"

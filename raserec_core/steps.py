@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .errors import StepError
 
 log = logging.getLogger("raserec")
-
-
-class StepError(RuntimeError):
-    """A step cannot run as asked (e.g. a changed config for an existing output); the message says why."""
 
 
 def preprocess(input_path: str | Path, output: str | Path, cfg: Config) -> dict[str, Any]:
@@ -168,6 +165,10 @@ def finetune(
     ds = read_dataset(data)
     encoder, manifest = _load_model(model, ds, device)
     bank = _load_memory(memory, manifest, cfg, model)
+    from dataclasses import replace
+
+    # Record the bank's real index settings (not the command's defaults) in the run's config.
+    cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"], pq_m=bank.meta["pq_m"]))
     inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
     done = _prepare_output(out, cfg, ("seed", "finetune", "memory"), restart, inputs)
     if done is not None:
@@ -243,6 +244,21 @@ def evaluate(
 
         atomic_write_text(metrics_output, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def register(
+    data: str | Path, model: str | Path, cfg: Config, valid_ndcg_at_10: float, model_name: str = "raserec",
+    memory: str | Path | None = None, tracking_uri: str = "", run_id: str = "",
+) -> dict[str, Any]:
+    """Log the model (with a serving memory bank of everything known) as an MLflow pyfunc model in run
+    ``run_id`` and register a version of ``model_name``; alias ``champion`` moves to it only if
+    ``valid_ndcg_at_10`` beats the champion's on the same dataset fingerprint, else ``challenger``."""
+    from .tracking.registry import register_model
+
+    return register_model(
+        data, model, valid_ndcg_at_10=valid_ndcg_at_10, tracking_uri=tracking_uri, run_id=run_id,
+        model_name=model_name, memory=memory,
+    )
 
 
 def memory_add(

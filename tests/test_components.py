@@ -10,11 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kfp.dsl import Artifact, Dataset, Metrics, Model
-
-from raserec_core import steps
-from raserec_core.cli.task import OVERRIDES, is_unset, pipeline_config
-
 from infra_fixtures import (  # noqa: F401  (fixtures)
     SECRET_VALUE,
     TINY_OVERRIDES,
@@ -23,6 +18,10 @@ from infra_fixtures import (  # noqa: F401  (fixtures)
     s3_bucket,
     tiny_config,
 )
+from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+from raserec_core import steps
+from raserec_core.cli.task import OVERRIDES, is_unset, pipeline_config
 
 STEPS = ("preprocess", "pretrain", "index", "finetune", "evaluate", "register")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infra_fixtures import SECRET_VALUE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,11 +6,10 @@ import io
 import json
 
 import pytest
-
-from raserec_core.storage import s3 as s3mod
-from raserec_core.storage import download, export, is_s3, join, local_input, local_output, split_uri, upload
-
 from infra_fixtures import moto_endpoint, s3_bucket  # noqa: F401  (fixtures)
+
+from raserec_core.storage import download, export, is_s3, join, local_input, local_output, split_uri, upload
+from raserec_core.storage import s3 as s3mod
 
 
 def _keys(bucket: str) -> list[str]:

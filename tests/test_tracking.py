@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from infra_fixtures import SECRET_VALUE, mlflow_store, tiny_config, toy_dataset, toy_encoder  # noqa: F401
 
 from raserec_core.tracking.runs import flatten, metric_values, safe_params, scrub
-
-from infra_fixtures import SECRET_VALUE, mlflow_store, tiny_config, toy_dataset, toy_encoder  # noqa: F401
 
 
 def test_safe_params_drop_secrets_and_url_credentials():
@@ -116,8 +115,8 @@ def test_champion_challenger_gate_both_ways(mlflow_store, tmp_path):
     assert gate(c, name, v1, 0.30, "fp-a")["alias"] == CHAMPION
     v2 = _version(c, name, 0.25, "fp-a", tmp_path)  # worse: challenger, champion stays
     decision = gate(c, name, v2, 0.25, "fp-a")
-    assert (decision["alias"], decision["previous_champion"]) == (CHALLENGER, v1)
-    assert c.get_model_version_by_alias(name, CHAMPION).version == v1
+    assert (decision["alias"], decision["previous_champion"]) == (CHALLENGER, str(v1))
+    assert str(c.get_model_version_by_alias(name, CHAMPION).version) == str(v1)
     v3 = _version(c, name, 0.30, "fp-a", tmp_path)  # a tie does not beat the champion
     assert gate(c, name, v3, 0.30, "fp-a")["alias"] == CHALLENGER
     v4 = _version(c, name, 0.35, "fp-a", tmp_path)  # better on the same data: new champion
@@ -127,7 +126,7 @@ def test_champion_challenger_gate_both_ways(mlflow_store, tmp_path):
     assert decision["alias"] == CHALLENGER and "another dataset" in decision["reason"]
 
     state = describe(c, name)
-    assert state[CHAMPION]["version"] == v4 and state[CHALLENGER]["version"] == v5
+    assert state[CHAMPION]["version"] == str(v4) and state[CHALLENGER]["version"] == str(v5)
     assert c.get_model_version(name, v4).tags["raserec.decision"].startswith("champion: valid NDCG@10 0.350000 >")
 
 
@@ -143,7 +142,7 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     result = register_model(toy_dataset, toy_encoder, valid_ndcg_at_10=0.2, tracking_uri=uri, run_id=step.run_id,
                             model_name="toy-recommender")
     step.end()
-    assert (result["alias"], str(result["version"]), result["kind"]) == ("champion", "1", "encoder")
+    assert (result["alias"], result["version"], result["kind"]) == ("champion", "1", "encoder")
 
     # the same answers in-process, straight from the packed folder
     packed = tmp_path / "packed"
@@ -169,17 +168,19 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
 
 
-def test_recommender_edge_cases(toy_dataset, toy_encoder, tmp_path):
+def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
     from raserec_core.tracking import recommender
 
     folder = tmp_path / "rec"
-    spec = recommender.pack(toy_encoder, toy_dataset, folder, options={"mask_history": True})
-    assert spec["kind"] == "encoder" and spec["mask_history"] is True
+    spec = recommender.pack(toy_encoder, toy_dataset, folder)
+    assert spec["kind"] == "encoder" and spec["format_version"] == 1
+    assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
     rec = recommender.load(folder)
-    items, scores = rec.recommend([["i1", "i2"], []], ["u", None], 100)
-    assert len(items[0]) == len(rec.item_ids) - 1 - 2  # every item but padding and the masked history
-    assert not {"i1", "i2"} & set(items[0]) and items[1] == [] and scores[1] == []
-    assert recommender.load(folder).recommend([], None, 5) == ([], [])
+    items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
+    assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding
+    assert items[1] == [] and items[2] == [] and scores[1] == []
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):
         recommender.load(folder)
+    with pytest.raises(FileExistsError):
+        recommender.pack(toy_encoder, toy_dataset, folder)

@@ -145,15 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a traceback at INFO
-    from raserec_core.config import ConfigError
-    from raserec_core.data import DataError
-    from raserec_core.memory.bank import MemoryBankError
-    from raserec_core.models.checkpoint import CheckpointError
-    from raserec_core.steps import StepError
+    from raserec_core.errors import RaSeRecError
 
     try:
         result = run(args)
-    except (ConfigError, DataError, StepError, MemoryBankError, CheckpointError, FileExistsError, FileNotFoundError) as exc:
+    except (RaSeRecError, FileExistsError, FileNotFoundError) as exc:
         print(f"raserec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     json.dump(result, sys.stdout, indent=2, sort_keys=True)

@@ -1,5 +1,6 @@
 """The one error type for bad input data: its message names the file, the line or column, and what was expected."""
 
 
-class DataError(ValueError):
-    pass
+from ..errors import DataError
+
+__all__ = ["DataError"]

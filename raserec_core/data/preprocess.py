@@ -33,6 +33,14 @@ def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = 
             f"{source or 'input'}: no interaction survives the {k_core}-core filter "
             f"({len(raw_users)} users, {len(raw_items)} items, {n_raw} interactions before it)"
         )
+    # Users with fewer than 3 items cannot give a history, a validation and a test item: they are
+    # dropped here (and counted), so every user in the artifact has all three splits.
+    user_counts = np.bincount(user_code[keep], minlength=len(raw_users))
+    too_short = keep & (user_counts[user_code] < 3)
+    n_too_short = int(((user_counts > 0) & (user_counts < 3)).sum())
+    keep = keep & ~too_short
+    if not keep.any():
+        raise DataError(f"{source or 'input'}: no user has the 3 interactions a leave-one-out split needs")
     rows = np.flatnonzero(keep)
     # Re-index survivors densely; items from 1 (0 is padding).
     kept_users, user_idx = np.unique(user_code[rows], return_inverse=True)
@@ -43,9 +51,7 @@ def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = 
     seq_items = item_idx[order].astype(np.int64)
     counts = np.bincount(user_idx, minlength=len(kept_users))
     seq_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    splits, too_short = leave_one_out(seq_items, seq_offsets, max_len)
-    if len(splits["test"]) == 0:
-        raise DataError(f"{source or 'input'}: no user has the 3 interactions a leave-one-out split needs")
+    splits, _ = leave_one_out(seq_items, seq_offsets, max_len)
     user_ids = raw_users[kept_users].astype(str)
     item_ids = np.concatenate([[""], raw_items[kept_items]]).astype(str)
     stats = {
@@ -59,7 +65,7 @@ def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = 
             "items": int(len(kept_items)),
             "interactions": int(len(rows)),
         },
-        "users_too_short": too_short,
+        "users_too_short": n_too_short,
         "instances": {name: int(len(splits[name])) for name in SPLITS},
         "fingerprint": fingerprint(splits, item_ids, user_ids),
     }

@@ -21,16 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import MemoryBankError
 from ..storage import atomic_dir
 from .entries import Entries
 from .index import VectorIndex, build_index, load_index, save_index
 from .retrieval import Retriever
 
 FORMAT_VERSION = 1
-
-
-class MemoryBankError(ValueError):
-    """A memory-bank operation cannot be done as asked; the message says why."""
 
 
 @dataclass
@@ -146,7 +143,8 @@ def save_bank(bank: MemoryBank, folder: str | Path, replace_existing: bool = Fal
             tmp / "added.parquet",
         )
         manifest = {**bank.manifest(), **save_index(bank.index, tmp)}
-        manifest["sha256"] = {name: _sha256(tmp / name) for name in ("keys.npy", "values.npy", manifest["index_file"])}
+        protected = ("keys.npy", "values.npy", "entries.parquet", "users.parquet", "items.parquet", "user_state.parquet", "added.parquet")
+        manifest["sha256"] = {name: _sha256(tmp / name) for name in (*protected, manifest["index_file"])}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 

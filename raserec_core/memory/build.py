@@ -30,6 +30,18 @@ def user_state(ds: SeqDataset) -> UserState:
     )
 
 
+def extend_with_splits(bank: MemoryBank, encoder, ds: SeqDataset, splits: tuple[str, ...], device) -> MemoryBank:
+    """The bank plus one entry per instance of ``splits`` (unfiltered), with a rebuilt index.
+
+    ("valid",) is the reference's test-time view; ("valid", "test") is everything known, for serving.
+    """
+    extra = None
+    for name in splits:
+        e = entries_from_split(encoder, InstanceTensors(ds.splits[name]), device)
+        extra = e if extra is None else extra.concat(e)
+    return bank.with_entries(extra)
+
+
 def bank_from_dataset(
     ds: SeqDataset, encoder, encoder_sha256: str, mem_cfg, seed: int, device, splits: tuple[str, ...] = ("train",)
 ) -> MemoryBank:

@@ -36,7 +36,10 @@ def add_interactions(bank: MemoryBank, encoder, inter: Interactions, device, str
         row = int(np.flatnonzero(unknown)[0])
         raise MemoryBankError(f"{where}: row {row}: item '{inter.item[row]}' is unknown to the model (--strict)")
     keys = _interaction_keys(inter.user, inter.item, inter.time)
-    dup = np.isin(keys, _interaction_keys(bank.added["user"], bank.added["item"], bank.added["time"]))
+    _, first = np.unique(keys, return_index=True)
+    repeated = np.ones(len(keys), dtype=bool)
+    repeated[first] = False  # a row repeated inside the slice is a duplicate too
+    dup = repeated | np.isin(keys, _interaction_keys(bank.added["user"], bank.added["item"], bank.added["time"]))
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         raise MemoryBankError(

@@ -87,10 +87,12 @@ class FaissIndex:
 
         x = normalize(vectors).numpy()
         n, dim = x.shape
-        if kind in {"ivf", "ivfpq"} and n < MIN_POINTS_PER_LIST * nlist:
+        # PQ trains 2**8 centroids per sub-quantizer: faiss refuses fewer training points than that.
+        needed = MIN_POINTS_PER_LIST * nlist if kind == "ivf" else max(MIN_POINTS_PER_LIST * nlist, 256)
+        if kind in {"ivf", "ivfpq"} and n < needed:
             log.warning(
-                "memory bank has %d entries, fewer than %d x nlist=%d: using an exact Flat index instead of %s",
-                n, MIN_POINTS_PER_LIST, nlist, kind,
+                "memory bank has %d entries, fewer than the %d that %s with nlist=%d needs: using an exact "
+                "Flat index instead", n, needed, kind, nlist,
             )
             kind = "flat"
         if kind == "flat":

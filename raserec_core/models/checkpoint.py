@@ -8,11 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
 from .encoder import build_encoder
-
-
-class CheckpointError(ValueError):
-    """A model folder is incomplete or its files do not match their recorded hashes."""
 
 
 def file_sha256(path: Path) -> str:

@@ -2,8 +2,8 @@
 
 Input: a DataFrame with a ``history`` column (list of raw item ids, as strings) and an optional
 ``user_id`` column; parameter ``k`` (default 10). Output: a DataFrame with ``item_ids`` (list of
-string) and ``scores`` (list of float) per input row. Everything model-specific lives in
-``tracking.recommender``; this class is glue.
+string) and ``scores`` (list of float) per input row. The artifact's layout is
+``tracking.recommender``'s and serving is ``raserec_core.recommender.Recommender``; this class is glue.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def pip_requirements() -> list[str]:
     return [
         f"raserec=={version('raserec')}",
         f"torch=={torch.__version__.split('+')[0]}",
+        f"faiss-cpu=={version('faiss-cpu')}",
         f"mlflow=={mlflow.__version__}",
         f"pandas=={version('pandas')}",
         f"pyarrow=={version('pyarrow')}",

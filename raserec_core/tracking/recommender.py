@@ -41,17 +41,13 @@ class RecommenderLike(Protocol):
 def serving_bank(model: Path, data: Path, memory: Path, out: Path, device: str = "cpu") -> dict[str, Any]:
     """The index step's training bank plus validation and test memories, saved to ``out``."""
     from ..data import read_dataset
-    from ..data.batching import InstanceTensors
     from ..memory.bank import load_bank, save_bank
-    from ..memory.entries import entries_from_split
+    from ..memory.build import extend_with_splits
     from ..models.checkpoint import load_encoder
 
     ds = read_dataset(data)
     encoder, _ = load_encoder(model, device)
-    bank = load_bank(memory)
-    extra = entries_from_split(encoder, InstanceTensors(ds.splits["valid"]), device)
-    extra = extra.concat(entries_from_split(encoder, InstanceTensors(ds.splits["test"]), device))
-    return save_bank(bank.with_entries(extra), out)
+    return save_bank(extend_with_splits(load_bank(memory), encoder, ds, ("valid", "test"), device), out)
 
 
 def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Path | None = None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ of a model is its champion.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -55,7 +54,7 @@ def gate(mlflow_client, name: str, version: str, score: float, fingerprint: str)
     return {
         "alias": alias,
         "reason": reason,
-        "previous_champion": champ.version if champ is not None else "",
+        "previous_champion": str(champ.version) if champ is not None else "",
     }
 
 
@@ -75,7 +74,7 @@ def register_version(
     version_tags = {TAG_SCORE: repr(float(score)), TAG_FINGERPRINT: fingerprint, **(tags or {})}
     mv = mlflow.register_model(model_uri, name, tags=version_tags)
     decision = gate(client(tracking_uri), name, mv.version, float(score), fingerprint)
-    return {"name": name, "version": mv.version, "model_uri": f"models:/{name}/{mv.version}", **decision}
+    return {"name": name, "version": str(mv.version), "model_uri": f"models:/{name}/{mv.version}", **decision}
 
 
 def register_model(
@@ -123,13 +122,13 @@ def _example_history(data: str | Path, n: int = 3) -> list[str]:
 
 def describe(mlflow_client, name: str) -> dict[str, Any]:
     """Champion and challenger versions of ``name`` with their tags (for CLIs and tests)."""
-    out = {}
     from mlflow.exceptions import MlflowException
 
+    out = {}
     for alias in (CHAMPION, CHALLENGER):
         try:
             mv = mlflow_client.get_model_version_by_alias(name, alias)
         except MlflowException:
             continue
-        out[alias] = {"version": mv.version, "tags": dict(mv.tags)}
-    return json.loads(json.dumps(out))
+        out[alias] = {"version": str(mv.version), "tags": dict(mv.tags)}
+    return out

@@ -21,10 +21,10 @@ from ..data import SeqDataset
 from ..data.batching import InstanceTensors
 from ..evaluation import rank_all
 from ..memory.bank import MemoryBank
-from ..memory.entries import entries_from_split
-from ..models.encoder import encode_instances
+from ..memory.build import extend_with_splits
 from ..memory.retrieval import Retrieved, gather_memories, retrieve_all
 from ..models.checkpoint import file_sha256
+from ..models.encoder import encode_instances
 from ..models.ram import RAM, RAMConfig
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
@@ -70,7 +70,7 @@ def evaluate_queries(q: Queries, ram: RAM, item_table: torch.Tensor, cfg: Config
 
 def test_view(bank: MemoryBank, encoder, ds: SeqDataset, device) -> MemoryBank:
     """Training memories plus the validation ones, with a rebuilt index (the reference's test setting)."""
-    return bank.with_entries(entries_from_split(encoder, InstanceTensors(ds.splits["valid"]), device))
+    return extend_with_splits(bank, encoder, ds, ("valid",), device)
 
 
 def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, cfg: Config, out_dir: Path, device) -> dict:

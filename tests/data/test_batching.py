@@ -14,7 +14,7 @@ from raserec_core.data.split import Instances  # noqa: E402
 
 @pytest.fixture
 def inst():
-    # histories [5], [5, 6, 7], [8, 9]
+    # three histories: 5 | 5 6 7 | 8 9
     return Instances(
         user=np.array([0, 0, 1]), position=np.array([1, 3, 2]), target=np.array([6, 8, 3]),
         offsets=np.array([0, 1, 4, 6]), values=np.array([5, 5, 6, 7, 8, 9]),

@@ -58,7 +58,8 @@ def test_build_dataset_applies_the_cascade_and_counts(write):
     assert ds.stats["filtered"] == {"users": 2, "items": 3, "interactions": 6}
 
 
-def test_build_dataset_k_core_zero_keeps_short_users_and_counts_them(write):
+def test_build_dataset_k_core_zero_drops_users_too_short_for_the_split_and_counts_them(write):
     ds = build_dataset(read_interactions(write("log.txt", "u1 1 2 3\nu2 4\n")), k_core=0, max_len=50)
-    assert ds.stats["filtered"] == {"users": 2, "items": 4, "interactions": 4}
+    assert ds.stats["filtered"] == {"users": 1, "items": 3, "interactions": 3}
     assert ds.stats["users_too_short"] == 1
+    assert ds.user_ids.tolist() == ["u1"]

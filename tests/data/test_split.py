@@ -71,7 +71,7 @@ def test_counts_through_build_dataset(write):
     kept_interactions = 6 + 3 + 4
     assert ds.stats["instances"] == {"train": kept_interactions - 3 * 3, "valid": 3, "test": 3}
     assert ds.stats["users_too_short"] == 2
-    assert ds.stats["filtered"]["interactions"] == 16
+    assert ds.stats["filtered"]["interactions"] == kept_interactions  # the short users' rows are gone
     assert ds.stats["max_len"] == 3
     assert max(ds.splits["valid"].lengths) == 3 and max(ds.splits["test"].lengths) == 3
 

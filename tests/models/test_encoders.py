@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from raserec_core.config import ModelConfig  # noqa: E402
-from raserec_core.models.checkpoint import encoder_spec, file_sha256, CheckpointError, load_encoder  # noqa: E402
+from raserec_core.models.checkpoint import CheckpointError, encoder_spec, file_sha256, load_encoder  # noqa: E402
 from raserec_core.models.encoder import build_encoder, encode_by_length  # noqa: E402
 from raserec_core.training.checkpoint import save_weights  # noqa: E402
 

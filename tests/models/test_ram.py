@@ -212,3 +212,27 @@ def test_trainable_parameter_count_of_the_paper_size():
     assert trainable(m) == 2 * per_channel == 132_992
     assert trainable(m) + 2 * 20 * 64 + 4 * 2 * 64 == 136_064
     assert trainable(m.seq_tar) == trainable(m.tar_seq) == per_channel
+
+
+def test_a_second_list_feeds_the_tar_seq_channel():
+    m = bigger_weights(ram(alpha=0.5, beta=0.5)).eval()
+    h, S, T = inputs()
+    _, S2, T2 = inputs(seed=1)
+    mask = torch.ones(B, K, dtype=torch.bool)
+    mask2 = torch.tensor([[True, True, False, False]] * B)
+    out = m(h, S, T, mask, second=(S2, T2, mask2))
+    o1 = m.seq_tar(h, S, T, mask)
+    o2 = m.tar_seq(h, T2, S2, mask2)
+    torch.testing.assert_close(out, 0.5 * h + 0.5 * (0.5 * o1 + 0.5 * o2))
+    assert not torch.allclose(out, m(h, S, T, mask), atol=1e-4)
+
+
+def test_with_two_lists_a_row_keeps_h_only_when_both_are_empty():
+    m = bigger_weights(ram(beta=0.5)).eval()
+    h, S, T = inputs()
+    mask = torch.tensor([[False] * K, [False] * K, [True] * K])
+    mask2 = torch.tensor([[False] * K, [True] * K, [False] * K])
+    out = m(h, S, T, mask, second=(S, T, mask2))
+    assert torch.equal(out[0], h[0])
+    assert not torch.allclose(out[1], h[1], atol=1e-3) and not torch.allclose(out[2], h[2], atol=1e-3)
+    assert torch.isfinite(out).all()

@@ -103,7 +103,7 @@ def test_output_folder_is_self_contained(finetuned, wide_dataset_dir, bank_dir, 
     for name in ("items.parquet", "users.parquet"):
         assert (out / name).read_bytes() == (wide_dataset_dir / name).read_bytes()
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["finetune"]["top_k"] == 4 and cfg["finetune"]["epochs"] == 3 and cfg["memory"]["index_type"] == "flat"
+    assert cfg["finetune"]["top_k"] == 4 and cfg["finetune"]["epochs"] == 3 and cfg["finetune"]["lr"] == 0.1
     # a copy of the folder and the bank, away from the dataset and the stage-1 model, serves recommendations
     shutil.copytree(out, tmp_path / "model")
     shutil.copytree(bank_dir, tmp_path / "bank")
@@ -127,6 +127,7 @@ def test_metrics_cover_both_splits(finetuned):
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["epochs_run"] == 3 and 1 <= manifest["best_epoch"] <= 3
     assert manifest["memory"] == {"index_type_requested": "flat", "nlist": 128, "nprobe": 1, "entries": 150}
+    assert manifest["retrieval"]["top_k"] == 4 and manifest["retrieval"]["candidate_factor"] == 4
     hist = history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3]
     assert max(r["valid/hr@10"] for r in hist) == hist[manifest["best_epoch"] - 1]["valid/hr@10"]
