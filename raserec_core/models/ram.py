@@ -24,12 +24,14 @@ with no memory at all keeps h (h_aug = h).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout
+from .init import init_weights
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,7 @@ class RAM(nn.Module):
         self.seq_tar = Channel(cfg)
         self.tar_seq = Channel(cfg)
         self.rank_embedding = nn.Embedding(cfg.top_k, cfg.hidden_size) if cfg.retrieval_position_embedding else None
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(0.0, self.cfg.initializer_range)
-        if isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        self.apply(partial(init_weights, std=cfg.initializer_range))
 
     def forward(
         self, h: torch.Tensor, S: torch.Tensor, T: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None,

@@ -10,12 +10,14 @@ be cut to its longest sequence without changing any representation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout, dropout
+from .init import init_weights
 
 
 @dataclass(frozen=True)
@@ -89,17 +91,7 @@ class SASRec(nn.Module):
         self.input_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.input_dropout = Dropout(cfg.hidden_dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # As RecBole: the padding row is re-drawn too (it is never updated, but it is scored).
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(0.0, self.cfg.initializer_range)
-        if isinstance(module, nn.LayerNorm):
-            module.weight.data.fill_(1.0)
-            module.bias.data.zero_()
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        self.apply(partial(init_weights, std=cfg.initializer_range))
 
     @property
     def item_table(self) -> torch.Tensor:

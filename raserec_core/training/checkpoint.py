@@ -23,7 +23,7 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
 def save_checkpoint(path: Path, module, optimizer, generator: torch.Generator, state: dict) -> None:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+        rng["accelerator"] = torch.cuda.get_rng_state_all()
     _save(
         {
             "module": module.state_dict(),
@@ -42,6 +42,6 @@ def load_checkpoint(path: Path, module, optimizer, generator: torch.Generator) -
     optimizer.load_state_dict(ckpt["optimizer"])
     generator.set_state(ckpt["generator"])
     torch.set_rng_state(ckpt["rng"]["torch"])
-    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    if "accelerator" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["accelerator"])
     return ckpt["state"]
