@@ -61,7 +61,7 @@ def main() -> int:
     from raserec_core.data.batching import InstanceTensors
     from raserec_core.memory.bank import load_bank
     from raserec_core.memory.build import bank_from_dataset
-    from raserec_core.memory.retrieval import gather_memories, leakage_filter
+    from raserec_core.memory.retrieval import filter_packed, gather_memories, pack
     from raserec_core.models.checkpoint import load_encoder
     from raserec_core.models.encoder import encode_instances
 
@@ -77,9 +77,10 @@ def main() -> int:
     e = bank.entries
     _, cand = bank.index.search(h, C)
 
+    keys = pack(e.user, e.length)  # built once with the bank's retriever
+
     def ours_filter():
-        safe = cand.clamp(min=0)
-        return leakage_filter(cand, e.user[safe], e.length[safe], q_user, q_len, K)
+        return filter_packed(cand, keys[cand.clamp(min=0)], q_user, q_len, K)
 
     users_np, len_np = e.user.numpy(), e.length.numpy()
     cand_np, qu_np, ql_np = cand.numpy(), q_user.numpy(), q_len.numpy()

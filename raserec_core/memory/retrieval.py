@@ -21,18 +21,35 @@ class Retrieved:
     mask: torch.Tensor  # (B, K) True where a memory was retrieved
 
 
+# (user, length) packed in one int64, so that the filter gathers one table instead of two: the
+# same-user test and the length test become one range test on the packed key.
+_LENGTH_BITS = 16
+
+
+def pack(user: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    return (user.long() << _LENGTH_BITS) | length.long()
+
+
 def leakage_filter(
     cand: torch.Tensor, cand_user: torch.Tensor, cand_len: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int
 ) -> Retrieved:
     """cand (B, C) ids in similarity order (-1 = none); cand_user/cand_len (B, C) their metadata;
     user/length (B,) the queries'. Returns the first k admissible candidates per row."""
-    ok = (cand >= 0) & ((cand_user != user[:, None]) | (cand_len < length[:, None]))
-    slot = torch.cumsum(ok.long(), dim=1) - 1  # where each admissible candidate lands
+    return filter_packed(cand, pack(cand_user, cand_len), user, length, k)
+
+
+def filter_packed(cand: torch.Tensor, cand_key: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int) -> Retrieved:
+    """``leakage_filter`` on packed candidate keys (``pack(user, length)``)."""
+    # Inadmissible: same user and length >= the query's, i.e. key in [pack(u, len_q), pack(u + 1, 0)).
+    lo = pack(user, length)[:, None]
+    hi = pack(user + 1, torch.zeros_like(length))[:, None]
+    ok = (cand >= 0) & ((cand_key < lo) | (cand_key >= hi))
+    slot = torch.cumsum(ok, dim=1, dtype=torch.int32) - 1  # where each admissible candidate lands
     keep = ok & (slot < k)
     B = cand.shape[0]
     ids = torch.full((B, k + 1), -1, dtype=torch.long)
     # Rejected candidates are written to a spill column k and dropped.
-    ids.scatter_(1, torch.where(keep, slot, torch.full_like(slot, k)), torch.where(keep, cand, torch.full_like(cand, -1)))
+    ids.scatter_(1, torch.where(keep, slot, k).long(), torch.where(keep, cand, -1))
     ids = ids[:, :k]
     return Retrieved(ids=ids, mask=ids >= 0)
 
@@ -41,13 +58,12 @@ class Retriever:
     """Searches an index of memory keys and applies the leakage filter using the entries' metadata."""
 
     def __init__(self, index: VectorIndex, user: torch.Tensor, length: torch.Tensor, candidate_factor: int = 4):
-        self.index, self.user, self.length = index, user, length
-        self.candidate_factor = candidate_factor
+        self.index, self.candidate_factor = index, candidate_factor
+        self.key = pack(user, length)
 
     def __call__(self, queries: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int) -> Retrieved:
         _, cand = self.index.search(queries, self.candidate_factor * k)
-        safe = cand.clamp(min=0)
-        return leakage_filter(cand, self.user[safe], self.length[safe], user.cpu(), length.cpu(), k)
+        return filter_packed(cand, self.key[cand.clamp(min=0)], user.cpu(), length.cpu(), k)
 
 
 def retrieve_all(retriever: Retriever, h: torch.Tensor, user: torch.Tensor, length: torch.Tensor, k: int, batch_size: int = 4096) -> Retrieved:
