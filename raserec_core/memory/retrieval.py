@@ -79,8 +79,9 @@ def retrieve_all(retriever: Retriever, h: torch.Tensor, user: torch.Tensor, leng
 
 def gather_memories(keys: torch.Tensor, values: torch.Tensor, r: Retrieved, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(S, T, mask) on ``device``: (B, K, D) retrieved keys and values; masked slots are zeros."""
-    safe = r.ids.clamp(min=0)
-    m = r.mask[..., None]
-    S = torch.where(m, keys[safe], 0.0)
-    T = torch.where(m, values[safe], 0.0)
+    B, K = r.ids.shape
+    flat = r.ids.clamp(min=0).flatten()
+    missing = ~r.mask[..., None]
+    S = keys.index_select(0, flat).view(B, K, -1).masked_fill_(missing, 0.0)
+    T = values.index_select(0, flat).view(B, K, -1).masked_fill_(missing, 0.0)
     return S.to(device), T.to(device), r.mask.to(device)
