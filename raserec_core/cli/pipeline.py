@@ -13,7 +13,9 @@ runner cannot use one as its root: the steps then export every artifact there th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +115,13 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=not args.no_cache,
     )
+    # kfp's local runner prints the tasks' logs on stdout: they go to stderr, stdout keeps the result.
     try:
-        task = build(retries=False)(
-            data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
-            mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
-        )
+        with contextlib.redirect_stdout(sys.stderr):
+            task = build(retries=False)(
+                data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
+                mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
+            )
     except RuntimeError as exc:  # kfp's local runner: a task failed (its log is above)
         raise StepError(f"the pipeline failed ({exc}); the failed task's log is above, artifacts under {root}") from None
     registration = task.output
