@@ -6,6 +6,7 @@ Results (metrics, stats) go to stdout as JSON; logs and progress go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -111,11 +112,33 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+INPUT_ARGS = ("input", "data", "model", "memory", "interactions")
+OUTPUT_ARGS = ("output", "topk_output", "metrics_output")
+
+
+def localize(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+    """Swap every s3:// path argument for a local stand-in: inputs are downloaded first, outputs are
+    uploaded (atomically) when the command succeeds. A resumable run needs a local --output."""
+    from raserec_core.storage import is_s3, local_input, local_output
+
+    for name in INPUT_ARGS + OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if is_s3(value):
+            cm = local_input(value) if name in INPUT_ARGS else local_output(value)
+            setattr(args, name, str(stack.enter_context(cm)))
+
+
 def run(args: argparse.Namespace) -> dict:
     if args.command in ("run", "pipeline"):
         from . import pipeline
 
         return pipeline.run(args)
+    with contextlib.ExitStack() as stack:
+        localize(args, stack)
+        return run_step(args)
+
+
+def run_step(args: argparse.Namespace) -> dict:
     from raserec_core import steps
 
     cfg = load(args)
