@@ -4,8 +4,8 @@ import json
 
 import boto3
 import pytest
-
 from infra_fixtures import moto_endpoint, s3_bucket  # noqa: F401
+
 from raserec_core.cli.main import main
 from raserec_core.data import read_dataset
 
