@@ -108,8 +108,9 @@ def resolve_run_id(pipeline_run_id: str, kfp_run_id: str) -> str:
 
 def metadata_facts(result: Mapping[str, Any]) -> dict[str, Any]:
     """Small scalar facts of a step result for artifact metadata (MLflow-style keys, no nesting)."""
+    from ..config import flatten
     from ..evaluation.metrics import mlflow_key
-    from ..tracking.runs import flatten, is_sensitive, scrub
+    from ..tracking.runs import is_sensitive, scrub
 
     out: dict[str, Any] = {}
     for key, value in flatten(result, sep="_").items():

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import flatten
+
 log = logging.getLogger("raserec.tracking")
 
 TAG_RUN = "raserec.pipeline_run_id"
@@ -50,18 +52,6 @@ def is_sensitive(key: str) -> bool:
 def scrub(value: str) -> str:
     """Drop ``user:password@`` from every URL in ``value``."""
     return _URL_USERINFO.sub(r"\g<scheme>", value)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name, sep))
-        else:
-            out[name] = value
-    return out
 
 
 def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
