@@ -1,0 +1,40 @@
+"""Copy the per-epoch history of unfinished benchmark runs into results/progress/ (tracked), so that
+partial results survive a session that ends mid-run.
+
+    python benchmarks/progress.py [--work benchmarks/runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=str(HERE / "runs"))
+    args = ap.parse_args()
+    out = HERE / "results" / "progress"
+    for history in sorted(Path(args.work).glob("*/history.json")):
+        run = history.parent
+        if (run / "metrics.json").exists():
+            continue  # finished: its record is in results/stage1.jsonl or stage2.jsonl
+        records = json.loads(history.read_text())
+        keep = ("epoch", "loss", "train_time", "valid_time", "valid/hr@10", "valid/ndcg@10", "valid/mrr@10")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{run.name}.json").write_text(json.dumps({
+            "run": run.name,
+            "config": (run / "config.yaml").read_text() if (run / "config.yaml").exists() else None,
+            "epochs": [{k: r[k] for k in keep if k in r} for r in records],
+        }, indent=1) + "\n")
+        best = max(records, key=lambda r: r.get("valid/mrr@10", r.get("valid/hr@10", 0)))
+        print(f"{run.name}: {len(records)} epochs, best valid mrr@10 {best.get('valid/mrr@10')} at epoch {best['epoch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
