@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout
+from .feedforward import FeedForward
 from .init import init_weights
 
 
@@ -76,24 +76,14 @@ class CrossAttention(nn.Module):
         return self.norm(out + q) if self.norm is not None else out
 
 
-class FeedForward(nn.Module):
-    def __init__(self, cfg: RAMConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.hidden_size, cfg.inner_size)
-        self.fc2 = nn.Linear(cfg.inner_size, cfg.hidden_size)
-        self.dropout = Dropout(cfg.dropout)
-        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
-
-
 class Channel(nn.Module):
     """CrossAttention -> FeedForward -> CrossAttention, keys and values fixed for the channel."""
 
     def __init__(self, cfg: RAMConfig):
         super().__init__()
-        self.attn1, self.ffn, self.attn2 = CrossAttention(cfg), FeedForward(cfg), CrossAttention(cfg)
+        self.attn1 = CrossAttention(cfg)
+        self.ffn = FeedForward(cfg.hidden_size, cfg.inner_size, cfg.dropout, cfg.layer_norm_eps)
+        self.attn2 = CrossAttention(cfg)
 
     def forward(self, h, keys, values, mask):
         z = self.ffn(self.attn1(h, keys, values, mask))

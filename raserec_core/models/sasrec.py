@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout, dropout
+from .feedforward import FeedForward
 from .init import init_weights
 
 
@@ -59,23 +59,11 @@ class SelfAttention(nn.Module):
         return self.norm(self.out_dropout(self.dense(ctx)) + x)
 
 
-class FeedForward(nn.Module):
-    def __init__(self, cfg: SASRecConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.hidden_size, cfg.inner_size)
-        self.fc2 = nn.Linear(cfg.inner_size, cfg.hidden_size)
-        self.dropout = Dropout(cfg.hidden_dropout)
-        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.dropout(self.fc2(F.gelu(self.fc1(x)))) + x)
-
-
 class Block(nn.Module):
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
         self.attn = SelfAttention(cfg)
-        self.ffn = FeedForward(cfg)
+        self.ffn = FeedForward(cfg.hidden_size, cfg.inner_size, cfg.hidden_dropout, cfg.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(self.attn(x))
