@@ -12,9 +12,14 @@ import torch
 def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B, N) scores, (B,) targets -> (B,) 1-based ranks (ties go to the smaller item index)."""
     t_score = scores.gather(1, target[:, None])
-    idx = torch.arange(scores.shape[1], device=scores.device)
-    ahead = (scores > t_score) | ((scores == t_score) & (idx < target[:, None]))
-    return ahead.sum(1) + 1
+    rank = torch.count_nonzero(scores > t_score, dim=1) + 1
+    # Exact ties with the target are rare: resolve them by index only on the rows that have some.
+    tied = (torch.count_nonzero(scores == t_score, dim=1) > 1).nonzero().flatten()
+    if len(tied):
+        idx = torch.arange(scores.shape[1], device=scores.device)
+        before = (scores[tied] == t_score[tied]) & (idx < target[tied, None])
+        rank[tied] += torch.count_nonzero(before, dim=1)
+    return rank
 
 
 def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
