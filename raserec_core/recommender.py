@@ -6,7 +6,6 @@ alone (no retrieval). Used by the MLflow pyfunc model and anything else that ser
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +95,3 @@ class Recommender:
             out_items[r] = self.item_ids[items[j]].tolist()
             out_scores[r] = top[j].astype(float).tolist()
         return out_items, out_scores
-
-
-def describe(model_dir: str | Path) -> dict:
-    return json.loads((Path(model_dir) / "model.json").read_text())
