@@ -21,9 +21,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "stage1.jsonl"
 
-DUOREC = ["--set", "pretrain.objective=duorec", "--set", "pretrain.contrast=us_x"]
-SASREC = ["--set", "pretrain.objective=ce"]
-GRU4REC = ["--set", "pretrain.objective=ce", "--set", "model.backbone=gru4rec"]
+CONFIGS = HERE.parent / "configs"  # one frozen config per published experiment, expected metrics inside
+DUOREC = ["--config", str(CONFIGS / "duorec.yaml")]
+SASREC = ["--config", str(CONFIGS / "sasrec.yaml")]
+GRU4REC = ["--config", str(CONFIGS / "gru4rec.yaml")]
 
 RUNS = [
     ("beauty", "duorec", 2020, DUOREC),

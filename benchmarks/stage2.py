@@ -82,7 +82,7 @@ def main() -> int:
         model_dir = work / base
         index_flags, ft_flags = VARIANTS[variant]
         mem_dir = work / f"{base}-memory-{'flat' if index_flags else 'ivf'}"
-        seed = ["--seed", str(s1["seed"])]
+        seed = ["--seed", str(s1["seed"]), "--config", str(HERE.parent / "configs" / "raserec.yaml")]
         index_cmd = ["raserec", "index", "--data", str(data_dir), "--model", str(model_dir), "--output", str(mem_dir), *index_flags, *seed]
         ft_cmd = ["raserec", "finetune", "--data", str(data_dir), "--model", str(model_dir), "--memory", str(mem_dir),
                   "--output", str(work / name), *seed, *ft_flags]

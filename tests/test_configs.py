@@ -1,0 +1,24 @@
+"""The frozen experiment configs in configs/ load and say what their comments claim."""
+
+from pathlib import Path
+
+import pytest
+
+from raserec_core.config import load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("duorec.yaml", {"pretrain.objective": "duorec", "pretrain.contrast": "us_x", "pretrain.batch_size": 256,
+                     "pretrain.epochs": 75, "pretrain.valid_metric": "mrr@10", "model.backbone": "sasrec"}),
+    ("sasrec.yaml", {"pretrain.objective": "ce", "model.backbone": "sasrec"}),
+    ("gru4rec.yaml", {"pretrain.objective": "ce", "model.backbone": "gru4rec", "model.gru_dropout": 0.3}),
+    ("raserec.yaml", {"finetune.top_k": 20, "finetune.beta": 1.0, "finetune.alpha": 0.5, "memory.index_type": "ivf",
+                      "memory.nprobe": 1, "finetune.batch_size": 1024, "finetune.valid_metric": "hr@10"}),
+])
+def test_experiment_configs(name, expected):
+    cfg = load_config(CONFIGS / name).to_dict()
+    for key, value in expected.items():
+        section, field = key.split(".")
+        assert cfg[section][field] == value, key
