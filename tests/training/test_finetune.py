@@ -13,6 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("faiss")
 
+from crash_helpers import crash_after_checkpoint, crash_in_epoch  # noqa: E402
+
 from raserec_core.cli.main import main  # noqa: E402
 from raserec_core.models.checkpoint import file_sha256  # noqa: E402
 from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
@@ -192,41 +194,14 @@ def test_rerun_of_a_finished_run_does_nothing_and_a_changed_config_is_refused(
     assert "holds a run with another config (changed: finetune.alpha)" in capsys.readouterr().err
 
 
-class _CrashingBatches(list):
-    """An epoch's batches that raise after two optimizer steps: a crash in the middle of an epoch."""
-
-    def __iter__(self):
-        for i, rows in enumerate(super().__iter__()):
-            if i == 2:
-                raise RuntimeError("simulated crash")
-            yield rows
-
-
 def _crash_in_epoch(monkeypatch, epoch):
     import raserec_core.training.loop as loop
 
-    real, calls = loop.random_batches, {"n": 0}
-
-    def crashing(*args, **kwargs):
-        calls["n"] += 1
-        batches = real(*args, **kwargs)
-        return _CrashingBatches(batches) if calls["n"] == epoch else batches
-
-    monkeypatch.setattr(loop, "random_batches", crashing)
+    crash_in_epoch(monkeypatch, loop, "random_batches", epoch)
 
 
 def _crash_after_checkpoint(monkeypatch, epoch):
-    import raserec_core.training.loop as loop
-
-    real, calls = loop.save_checkpoint, {"n": 0}
-
-    def crashing(*args, **kwargs):
-        real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == epoch:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(loop, "save_checkpoint", crashing)
+    crash_after_checkpoint(monkeypatch, epoch)
 
 
 @pytest.mark.parametrize("crash", [lambda m: _crash_in_epoch(m, 2), lambda m: _crash_after_checkpoint(m, 3)],

@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from crash_helpers import crash_after_checkpoint, crash_in_epoch  # noqa: E402
+
 from raserec_core.cli.main import main  # noqa: E402
 from raserec_core.data import read_dataset  # noqa: E402
 from raserec_core.models.checkpoint import file_sha256, load_encoder  # noqa: E402
@@ -68,41 +70,14 @@ def uninterrupted(tmp_path_factory, small_dataset_dir, tiny_args):
     return out, args
 
 
-class _CrashingBatches(list):
-    """An epoch's batches that raise after two optimizer steps: a crash in the middle of an epoch."""
-
-    def __iter__(self):
-        for i, rows in enumerate(super().__iter__()):
-            if i == 2:
-                raise RuntimeError("simulated crash")
-            yield rows
-
-
 def _crash_in_epoch(monkeypatch, epoch):
-    import raserec_core.training.pretrain as pre
+    import raserec_core.training.pretrain as pretrain
 
-    real, calls = pre.length_bucketed_batches, {"n": 0}
-
-    def crashing(*args, **kwargs):
-        calls["n"] += 1
-        batches = real(*args, **kwargs)
-        return _CrashingBatches(batches) if calls["n"] == epoch else batches
-
-    monkeypatch.setattr(pre, "length_bucketed_batches", crashing)
+    crash_in_epoch(monkeypatch, pretrain, "length_bucketed_batches", epoch)
 
 
 def _crash_after_checkpoint(monkeypatch, epoch):
-    import raserec_core.training.loop as loop
-
-    real, calls = loop.save_checkpoint, {"n": 0}
-
-    def crashing(*args, **kwargs):
-        real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == epoch:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(loop, "save_checkpoint", crashing)
+    crash_after_checkpoint(monkeypatch, epoch)
 
 
 def crash_then_resume(data, out, args, crash):
