@@ -12,8 +12,8 @@ importing RecBole's sequential models switches on, switched off again).
   ``pip install "numpy<2" "pandas<2.3" "scipy<1.14" "setuptools<81"``) through
   benchmarks/recbole_driver.py, on an atomic ``.inter`` copy of the data written under
   benchmarks/runs/recbole/ (gitignored).
-- Ours runs the real CLI, ``raserec preprocess`` then ``raserec pretrain --set pretrain.objective=ce``
-  (default settings otherwise: length-bucketed batching), with this interpreter; per-epoch
+- Ours runs the real CLI, ``raserec preprocess`` then ``raserec pretrain --set pretrain.objective=ce
+  --set pretrain.batching=sequence`` (``--batching``; defaults otherwise), with this interpreter; per-epoch
   ``train_time`` / ``valid_time`` come from the run's history.json (timed with perf_counter in
   raserec_core/training/loop.py, the same spans the RecBole driver times).
 - Both sides get ``torch.set_num_threads(--threads)`` and OMP_NUM_THREADS / MKL_NUM_THREADS = --threads.
@@ -220,6 +220,7 @@ def run_ours(args, src: Path, work: Path, tag: str, epochs: int) -> dict:
         sys.executable, "-c", OURS_WRAPPER, str(args.threads),
         "pretrain", "--data", str(data_dir), "--output", str(out_dir), "--device", "cpu",
         "--set", "pretrain.objective=ce", "--set", f"pretrain.epochs={epochs}", "--set", "pretrain.patience=100",
+        "--set", f"pretrain.batching={args.batching}",
     ]
     t0 = time.perf_counter()
     run(cmd, work / f"ours-{tag}.log", env=env)
@@ -234,7 +235,7 @@ def run_ours(args, src: Path, work: Path, tag: str, epochs: int) -> dict:
         "n_users": stats["filtered"]["users"],
         "n_items": stats["filtered"]["items"],
         "n_interactions": stats["filtered"]["interactions"],
-        "settings": "SASRec, objective ce, batch 256, pretrain defaults (length-bucketed batching)",
+        "settings": f"SASRec, objective ce, batch 256 training instances, pretrain.batching={args.batching}",
         "epochs": [
             {k: v for k, v in r.items() if k in ("epoch", "loss", "train_time", "valid_time") or k.startswith("valid/")}
             for r in history
@@ -254,6 +255,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=None, help="epochs per side (default 3; 1 with --smoke)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batching", default="sequence", choices=["sequence", "bucket", "random"],
+                    help="our pretrain.batching (sequence: a user's prefixes in one causal pass, data/packing.py)")
     ap.add_argument("--skip-recbole", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--smoke", action="store_true", help=f"first {SMOKE_USERS} users, 1 epoch: checks the script end to end")

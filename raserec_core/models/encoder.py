@@ -17,6 +17,9 @@ class Encoder(Protocol):
     def __call__(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # (B, L), (B,) -> (B, D)
         ...
 
+    def sequence_output(self, seqs: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D), causal
+        ...
+
 
 def build_encoder(backbone: str, n_items: int, max_len: int, model_cfg, n_extra_tokens: int = 0):
     """The encoder for ``model_cfg`` (a ``config.ModelConfig``)."""
@@ -72,15 +75,24 @@ def encode_by_length(encoder, seqs: torch.Tensor, lengths: torch.Tensor, n_chunk
     return torch.empty_like(h).index_copy_(0, order, h)
 
 
+def encode_packed(
+    encoder, windows: torch.Tensor, window_lengths: torch.Tensor, inverse: torch.Tensor, slot: torch.Tensor
+) -> torch.Tensor:
+    """(B, D) representations of B prefixes read off one causal pass over their windows
+    (``data.packing``): row b is position ``slot[b]`` of window ``inverse[b]``."""
+    out = encoder.sequence_output(windows[:, : int(window_lengths.max())])
+    return out[inverse, slot]
+
+
 @torch.no_grad()
-def encode_instances(encoder, split, device, batch_size: int = 2048, length_chunks: int = 4) -> torch.Tensor:
+def encode_instances(encoder, split, device, batch_size: int = 256) -> torch.Tensor:
     """(N, D) representations of every instance of ``split`` (an ``InstanceTensors``), on the CPU."""
     encoder.eval()
-    # Sorting by length first makes each batch nearly pad-free.
+    # Sorted by length, each batch is nearly pad-free; small batches keep activations in cache.
     order = torch.argsort(split.lengths, stable=True)
     out = []
     for rows in order.split(batch_size):
         seqs, lengths = split.fetch(rows)
-        out.append(encode_by_length(encoder, seqs.to(device), lengths.to(device), length_chunks).float().cpu())
+        out.append(encode_by_length(encoder, seqs.to(device), lengths.to(device)).float().cpu())
     h = torch.cat(out) if out else torch.zeros(0, encoder.item_table.shape[1])
     return torch.empty_like(h).index_copy_(0, order, h)

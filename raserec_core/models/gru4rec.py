@@ -40,8 +40,11 @@ class GRU4Rec(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.item_embedding.weight[: self.n_items]
 
+    def sequence_output(self, seqs: torch.Tensor) -> torch.Tensor:
+        """seqs (B, L) -> (B, L, D): position t is the prefix seqs[:, :t+1]."""
+        out, _ = self.gru(self.emb_dropout(self.item_embedding(seqs)))
+        return self.dense(out)
+
     def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """seqs (B, L), lengths (B,) -> (B, D)."""
-        out, _ = self.gru(self.emb_dropout(self.item_embedding(seqs)))  # (B, L, D)
-        out = self.dense(out)
-        return out[torch.arange(seqs.shape[0], device=seqs.device), lengths - 1]
+        return self.sequence_output(seqs)[torch.arange(seqs.shape[0], device=seqs.device), lengths - 1]

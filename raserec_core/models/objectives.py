@@ -13,9 +13,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .encoder import encode_by_length
+from .encoder import encode_by_length, encode_packed
+from .full_softmax import full_softmax_ce
 
 Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # rows -> (seqs, lengths)
+
+
+@dataclass
+class Packed:
+    """The batch's prefixes as positions of fewer, longer causal windows (``data.packing``)."""
+
+    windows: torch.Tensor  # (W, L) right-padded
+    window_lengths: torch.Tensor  # (W,)
+    inverse: torch.Tensor  # (B,) each row's window
+    slot: torch.Tensor  # (B,) each row's position in it
 
 
 @dataclass
@@ -24,11 +35,20 @@ class Batch:
     seqs: torch.Tensor  # (B, L) right-padded
     lengths: torch.Tensor  # (B,)
     target: torch.Tensor  # (B,)
+    packed: Packed | None = None
+
+
+def encode_batch(encoder, batch: Batch, length_chunks: int = 1) -> torch.Tensor:
+    """(B, D) representations of the batch's own sequences, by the cheapest exact route it carries."""
+    if batch.packed is not None:
+        p = batch.packed
+        return encode_packed(encoder, p.windows, p.window_lengths, p.inverse, p.slot)
+    return encode_by_length(encoder, batch.seqs, batch.lengths, length_chunks)
 
 
 def next_item_ce(h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Softmax cross-entropy over every item row, padding included as in the reference."""
-    return F.cross_entropy(h @ item_table.T, target)
+    return full_softmax_ce(h, item_table, target)
 
 
 def info_nce(z_i: torch.Tensor, z_j: torch.Tensor, tau: float = 1.0, sim: str = "dot") -> torch.Tensor:
@@ -73,7 +93,7 @@ class CrossEntropyObjective:
         self.length_chunks = length_chunks
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
-        h = encode_by_length(encoder, batch.seqs, batch.lengths, self.length_chunks)
+        h = encode_batch(encoder, batch, self.length_chunks)
         loss = next_item_ce(h, encoder.item_table, batch.target)
         return loss, {"rec": loss.detach()}
 
@@ -93,16 +113,15 @@ class DuoRecObjective:
         self.length_chunks = length_chunks
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
-        enc = lambda s, n: encode_by_length(encoder, s, n, self.length_chunks)
-        h = enc(batch.seqs, batch.lengths)
+        h = encode_batch(encoder, batch, self.length_chunks)
         rec = next_item_ce(h, encoder.item_table, batch.target)
         parts = {"rec": rec.detach()}
         loss = rec
         if self.contrast in {"un", "us", "us_x"}:
-            h_aug = enc(batch.seqs, batch.lengths)  # same input, another dropout mask
+            h_aug = encode_batch(encoder, batch, self.length_chunks)  # same input, another dropout mask
         if self.contrast in {"su", "us", "us_x"}:
             pos_seqs, pos_lengths = self.fetch(self.sampler(batch.rows, generator))
-            h_sem = enc(pos_seqs, pos_lengths)
+            h_sem = encode_by_length(encoder, pos_seqs, pos_lengths, self.length_chunks)
         if self.contrast in {"un", "us"}:
             un = info_nce(h, h_aug, self.tau, self.sim)
             loss = loss + self.lmd * un
@@ -172,7 +191,7 @@ class CL4SRecObjective:
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
         enc = lambda s, n: encode_by_length(encoder, s, n, self.length_chunks)
-        h = enc(batch.seqs, batch.lengths)
+        h = encode_batch(encoder, batch, self.length_chunks)
         rec = next_item_ce(h, encoder.item_table, batch.target)
         v1 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
         v2 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)

@@ -86,11 +86,14 @@ class SASRec(nn.Module):
         """(n_items, D) output embeddings, tied with the input ones."""
         return self.item_embedding.weight[: self.n_items]
 
-    def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """seqs (B, L) right-padded item indices, lengths (B,) >= 1 -> (B, D) at position len-1."""
-        B, L = seqs.shape
-        pos = torch.arange(L, device=seqs.device)
+    def sequence_output(self, seqs: torch.Tensor) -> torch.Tensor:
+        """seqs (B, L) right-padded item indices -> (B, L, D): position t is the prefix seqs[:, :t+1]."""
+        pos = torch.arange(seqs.shape[1], device=seqs.device)
         x = self.input_dropout(self.input_norm(self.item_embedding(seqs) + self.position_embedding(pos)))
         for block in self.blocks:
             x = block(x)
-        return x[torch.arange(B, device=seqs.device), lengths - 1]
+        return x
+
+    def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """seqs (B, L) right-padded item indices, lengths (B,) >= 1 -> (B, D) at position len-1."""
+        return self.sequence_output(seqs)[torch.arange(seqs.shape[0], device=seqs.device), lengths - 1]

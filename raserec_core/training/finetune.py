@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config
 from ..data import SeqDataset
@@ -25,6 +24,7 @@ from ..memory.build import extend_with_splits
 from ..memory.retrieval import Retrieved, gather_memories, retrieve_all
 from ..models.checkpoint import file_sha256
 from ..models.encoder import encode_instances
+from ..models.objectives import next_item_ce
 from ..models.ram import RAM, RAMConfig
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
@@ -89,7 +89,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
 
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
         out = train_q.fused(ram, rows, device)
-        loss = F.cross_entropy(out @ item_table.T, targets[rows].to(device))
+        loss = next_item_ce(out, item_table, targets[rows].to(device))
         return loss, {"rec": loss.detach()}
 
     loop_cfg = LoopConfig(

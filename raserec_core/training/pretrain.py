@@ -12,6 +12,7 @@ import torch
 from ..config import Config
 from ..data import SeqDataset
 from ..data.batching import InstanceTensors
+from ..data.packing import pack_rows, prefix_windows, window_batches
 from ..data.sampling import length_bucketed_batches, random_batches
 from ..models.checkpoint import encoder_spec, file_sha256
 from ..models.encoder import build_encoder, encode_instances
@@ -20,6 +21,7 @@ from ..models.objectives import (
     CL4SRecObjective,
     CrossEntropyObjective,
     DuoRecObjective,
+    Packed,
     SameTargetSampler,
 )
 from ..storage import atomic_write_text
@@ -62,9 +64,20 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
     valid = InstanceTensors(ds.splits["valid"])
     objective = build_objective(cfg, train, ds.n_items)
 
+    packing = p.batching == "sequence"
+    window_of = prefix_windows(train.user, train.position, train.lengths) if packing else None
+
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
         seqs, lengths = train.fetch(rows)
-        batch = Batch(rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device))
+        packed = None
+        if packing:
+            windows, inverse, slot = pack_rows(window_of, train.lengths, rows)
+            w_seqs, w_lengths = train.fetch(windows)
+            packed = Packed(w_seqs.to(device), w_lengths.to(device), inverse.to(device), slot.to(device))
+        batch = Batch(
+            rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device),
+            packed=packed,
+        )
         return objective(encoder, batch, generator)
 
     def validate() -> dict[str, float]:
@@ -78,6 +91,8 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
         atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
 
     def batches(generator: torch.Generator) -> list[torch.Tensor]:
+        if packing:
+            return window_batches(window_of, train.lengths, p.batch_size, generator)
         if p.batching == "bucket":
             return length_bucketed_batches(train.lengths, p.batch_size, generator)
         return random_batches(len(train), p.batch_size, generator)

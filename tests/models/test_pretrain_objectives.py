@@ -253,3 +253,31 @@ def test_ce_objective_equals_next_item_ce(toy_train, tiny_cfg):
     expected = next_item_ce(enc(batch.seqs, batch.lengths), enc.item_table, batch.target)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(parts["rec"], expected.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,n_items", [(5, 7), (37, 30000), (300, 2100)])  # one block, several, ragged last
+def test_blocked_softmax_ce_equals_cross_entropy_with_gradients(batch, n_items):
+    from raserec_core.models.full_softmax import full_softmax_ce
+
+    g = torch.Generator().manual_seed(batch)
+    h = torch.randn(batch, 8, generator=g, requires_grad=True)
+    table = (torch.randn(n_items, 8, generator=g) * 2).requires_grad_()
+    target = torch.randint(0, n_items, (batch,), generator=g)
+    target[0] = 0  # the padding row is a legal (if useless) class, as in the reference
+    target[-1] = n_items - 1
+    want = F.cross_entropy(h @ table.T, target)
+    want_h, want_table = torch.autograd.grad(want * 3.0, (h, table))
+    got = full_softmax_ce(h, table, target)
+    got_h, got_table = torch.autograd.grad(got * 3.0, (h, table))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_h, want_h, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got_table, want_table, rtol=1e-4, atol=1e-6)
+
+
+def test_blocked_softmax_ce_leaves_a_frozen_table_alone():
+    from raserec_core.models.full_softmax import full_softmax_ce
+
+    h = torch.randn(4, 8, requires_grad=True)
+    table = torch.randn(600, 8)
+    full_softmax_ce(h, table, torch.tensor([1, 2, 3, 599])).backward()
+    assert h.grad is not None and torch.isfinite(h.grad).all() and table.grad is None
