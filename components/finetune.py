@@ -26,11 +26,13 @@ def finetune(
     pipeline_run_id: str = "",
     kfp_run_id: str = "",
     artifact_root: str = "",
+    checkpoint_root: str = "",
 ):
     """Train the RAM over memories retrieved for each query, with the encoder frozen.
 
     Writes a self-contained model folder (encoder, RAM, id maps, model.json, history.json); metadata:
     the valid and test metrics of the best epoch. Empty/zero/negative overrides keep the config's values.
+    ``checkpoint_root``: resumable training, as for pre-training.
     """
     from raserec_core import steps
     from raserec_core.cli.task import pipeline_task
@@ -43,4 +45,8 @@ def finetune(
         kfp_run_id=kfp_run_id, artifact_root=artifact_root,
         upstream={"preprocess": data.metadata, "pretrain": pretrained.metadata, "index": memory.metadata},
     ) as t:
-        t.record(steps.finetune(data.path, pretrained.path, memory.path, model.path, t.cfg, t.device), model=model)
+        t.record(
+            steps.finetune(data.path, pretrained.path, memory.path, model.path, t.cfg, t.device,
+                           work_root=checkpoint_root or None),
+            model=model,
+        )

@@ -19,11 +19,14 @@ def pretrain(
     pipeline_run_id: str = "",
     kfp_run_id: str = "",
     artifact_root: str = "",
+    checkpoint_root: str = "",
 ):
     """Train the encoder (SASRec/GRU4Rec) with its objective (CE/DuoRec/CL4SRec), early-stopped on validation.
 
     Writes the model folder (encoder.pt, model.json, history.json, metrics.json); metadata: the valid and
-    test metrics of the best epoch. Empty/zero overrides keep the config's values.
+    test metrics of the best epoch. Empty/zero overrides keep the config's values. With ``checkpoint_root``
+    (a folder that outlives the pod: local disk, a mounted volume) it trains in a folder there named by its
+    config and inputs, so a rerun of an interrupted pipeline resumes from the last epoch.
     """
     from raserec_core import steps
     from raserec_core.cli.task import pipeline_task
@@ -33,4 +36,4 @@ def pretrain(
         tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, pipeline_run_id=pipeline_run_id,
         kfp_run_id=kfp_run_id, artifact_root=artifact_root, upstream={"preprocess": data.metadata},
     ) as t:
-        t.record(steps.pretrain(data.path, model.path, t.cfg, t.device), model=model)
+        t.record(steps.pretrain(data.path, model.path, t.cfg, t.device, work_root=checkpoint_root or None), model=model)

@@ -8,6 +8,10 @@ Parameters left at their "unset" value (``""``, ``0``, ``-1.0``) keep the value 
 the built-in defaults). Each step receives only the overrides that touch its config sections, so that,
 for instance, a new ``alpha`` re-runs fine-tuning but takes pre-training from the cache.
 
+``checkpoint_root`` (empty: off) is a folder that outlives a step's pod, e.g. a mounted volume: the two
+training steps train there, in folders named by their config and inputs, so resubmitting an interrupted
+run resumes them from their last epoch (a retry does too).
+
 Object-store credentials come from the Kubernetes Secret ``raserec-object-store`` and endpoints and the
 MLflow URI from the ConfigMap ``raserec-config`` (both in ``manifests/``), as environment variables
 set by kfp-kubernetes: no credential is ever a pipeline parameter or a value in the compiled YAML.
@@ -84,6 +88,7 @@ def build(retries: bool = True):
         mlflow_experiment: str = "raserec",
         pipeline_run_id: str = "",
         artifact_root: str = "",
+        checkpoint_root: str = "",
     ) -> Artifact:
         tracking = dict(
             mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment,
@@ -96,7 +101,10 @@ def build(retries: bool = True):
 
         prep = _configure(preprocess(data_uri=data_uri, config_yaml=config_yaml, **tracking), "preprocess", retries)
         data = prep.outputs["dataset"]
-        pre = _configure(pretrain(data=data, config_yaml=config_yaml, **stage1, **tracking), "pretrain", retries)
+        pre = _configure(
+            pretrain(data=data, config_yaml=config_yaml, checkpoint_root=checkpoint_root, **stage1, **tracking),
+            "pretrain", retries,
+        )
         idx = _configure(
             index(data=data, model=pre.outputs["model"], config_yaml=config_yaml, index_type=index_type, **stage1,
                   **tracking),
@@ -104,7 +112,7 @@ def build(retries: bool = True):
         )
         fine = _configure(
             finetune(data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"], config_yaml=config_yaml,
-                     **everything, **tracking),
+                     checkpoint_root=checkpoint_root, **everything, **tracking),
             "finetune", retries,
         )
         ev = _configure(

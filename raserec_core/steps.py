@@ -79,6 +79,28 @@ def _prepare_output(
     return None
 
 
+def _work_folder(out: Path, work_root, step: str, cfg: Config, sections: tuple[str, ...], inputs: dict) -> Path:
+    """Where a training step runs: ``out`` itself, or, with ``work_root``, a folder there named by all that
+    determines its result (the config sections and the inputs' identities). A pipeline's output folders
+    are new on every run; this one is found again, so re-running an interrupted pipeline resumes the
+    step from its last epoch, and re-running a finished one reuses it."""
+    if not work_root:
+        return out
+    import hashlib
+
+    from .config import flatten
+
+    identity = json.dumps({"config": flatten(cfg.section(*sections)), "inputs": inputs}, sort_keys=True, default=str)
+    return Path(work_root) / f"{step}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Copy a finished work folder to ``out``, without its resume checkpoint."""
+    if work.resolve() == out.resolve():
+        return
+    shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt"), dirs_exist_ok=True)
+
+
 def _evaluator(cfg: Config, device):
     """(encoder, split tensors, prefix[, topk]) -> (metrics, RankResult) with the settings of ``cfg.eval``."""
     import torch
@@ -100,7 +122,10 @@ def _evaluator(cfg: Config, device):
     return evaluate_split
 
 
-def pretrain(data: str | Path, output: str | Path, cfg: Config, device, restart: bool = False) -> dict[str, Any]:
+def pretrain(
+    data: str | Path, output: str | Path, cfg: Config, device, restart: bool = False, work_root: str | Path | None = None
+) -> dict[str, Any]:
+    """Stage 1. With ``work_root`` it trains in a resumable folder there and copies the result to ``output``."""
     from .data import read_dataset
     from .training.pretrain import pretrain as run_pretrain
 
@@ -108,10 +133,12 @@ def pretrain(data: str | Path, output: str | Path, cfg: Config, device, restart:
     ds = read_dataset(data)
     if len(ds.splits["train"]) == 0:
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
-    done = _prepare_output(out, cfg, ("seed", "model", "pretrain", "data"), restart, {"dataset": ds.fingerprint})
-    if done is not None:
-        return done
-    return run_pretrain(ds, cfg, out, device, _evaluator(cfg, device))
+    sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint}
+    work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
+    done = _prepare_output(work, cfg, sections, restart, inputs)
+    result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
+    _publish(work, out)
+    return result
 
 
 def _load_model(model: str | Path, ds, device):
@@ -154,9 +181,11 @@ def index(data: str | Path, model: str | Path, output: str | Path, cfg: Config, 
 
 
 def finetune(
-    data: str | Path, model: str | Path, memory: str | Path, output: str | Path, cfg: Config, device, restart: bool = False
+    data: str | Path, model: str | Path, memory: str | Path, output: str | Path, cfg: Config, device,
+    restart: bool = False, work_root: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Stage 2: train the RAM over the memory bank; the output folder is a self-contained model."""
+    """Stage 2: train the RAM over the memory bank; the output folder is a self-contained model.
+    ``work_root`` as for ``pretrain``."""
     from .data import read_dataset
     from .models.checkpoint import file_sha256
     from .training.finetune import finetune as run_finetune
@@ -170,15 +199,18 @@ def finetune(
     # Record the bank's real index settings (not the command's defaults) in the run's config.
     cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"], pq_m=bank.meta["pq_m"]))
     inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
-    done = _prepare_output(out, cfg, ("seed", "finetune", "memory"), restart, inputs)
-    if done is not None:
-        return done
-    shutil.copyfile(Path(model) / "encoder.pt", out / "encoder.pt")
-    if file_sha256(out / "encoder.pt") != manifest["encoder_sha256"]:
-        raise StepError(f"{model}/encoder.pt changed while it was being copied")
-    for name in ("items.parquet", "users.parquet"):
-        shutil.copyfile(Path(data) / name, out / name)
-    return run_finetune(ds, encoder, manifest, bank, cfg, out, device)
+    sections = ("seed", "finetune", "memory")
+    work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
+    done = _prepare_output(work, cfg, sections, restart, inputs)
+    if done is None:
+        shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
+        if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
+            raise StepError(f"{model}/encoder.pt changed while it was being copied")
+        for name in ("items.parquet", "users.parquet"):
+            shutil.copyfile(Path(data) / name, work / name)
+        done = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
+    _publish(work, out)
+    return done
 
 
 def evaluate(

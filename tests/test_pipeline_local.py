@@ -127,6 +127,10 @@ def test_every_step_leaves_its_artifacts(local_runs):
         assert (first / "index" / "memory" / "manifest.json").is_file()
         assert (first / "finetune" / "model" / "model.json").is_file()
         assert (first / "register" / "registration").is_file()
+        # the training steps trained in resumable folders named by config and inputs; outputs are published
+        work = sorted(p.name.split("-")[0] for p in (local_runs["root"] / "checkpoints").iterdir())
+        assert work == ["finetune", "pretrain"]
+        assert not (first / "pretrain" / "model" / "checkpoint.pt").exists()
 
 
 @pytest.mark.integration

@@ -7,7 +7,9 @@ torch nor mlflow.
 ``sqlite:///<root>/mlflow.db`` with artifacts in ``<root>/mlartifacts`` unless ``MLFLOW_TRACKING_URI`` is
 set. ``--artifact-root`` is a local folder (then it is the pipeline root) or an ``s3://`` URI (kfp's local
 runner cannot use one as its root: the steps then export every artifact there themselves, under
-``<uri>/<pipeline run id>/<step>/<output>``).
+``<uri>/<pipeline run id>/<step>/<output>``). The training steps train in ``<root>/checkpoints`` (see
+``steps._work_folder``): rerunning an interrupted ``raserec run`` resumes pre-training or fine-tuning from
+its last epoch; ``--no-cache`` turns that off with the cache.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-name", default="raserec", help="registered model name (default: raserec)")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment (default: raserec)")
     p.add_argument("--run-id", default="", help="pipeline run id for MLflow (default: kfp's job id)")
+    p.add_argument("--checkpoint-root", default=None,
+                   help="folder the training steps train in, named by config and inputs, so that rerunning an "
+                        "interrupted pipeline resumes them (run: default <pipeline root>/checkpoints, off with "
+                        "--no-cache; submit: a path every pod sees, e.g. a mounted volume; default off)")
 
 
 def add_parsers(sub) -> None:
@@ -104,6 +110,9 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     tracking_uri = _local_tracking(root, args.experiment)
+    checkpoint_root = args.checkpoint_root
+    if checkpoint_root is None:
+        checkpoint_root = "" if args.no_cache else str(root / "checkpoints")
     data = args.data if is_s3(args.data) else str(Path(args.data).resolve())
     if not is_s3(data) and not Path(data).exists():
         raise FileNotFoundError(f"--data {args.data}: no such file or folder")
@@ -121,6 +130,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
             task = build(retries=False)(
                 data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
                 mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
+                checkpoint_root=str(Path(checkpoint_root).resolve()) if checkpoint_root else "",
             )
     except RuntimeError as exc:  # kfp's local runner: a task failed (its log is above)
         raise StepError(f"the pipeline failed ({exc}); the failed task's log is above, artifacts under {root}") from None
@@ -151,6 +161,7 @@ def submit(args: argparse.Namespace) -> dict[str, Any]:
                 "data_uri": args.data, "config_yaml": config_yaml, "model_name": args.model_name,
                 "mlflow_tracking_uri": args.mlflow_tracking_uri, "mlflow_experiment": args.experiment,
                 "pipeline_run_id": args.run_id, "artifact_root": args.artifact_root,
+                "checkpoint_root": args.checkpoint_root or "",
             },
             run_name=args.run_name,
             experiment_name=args.experiment,

@@ -238,3 +238,40 @@ def test_encoder_reproduces_the_logged_test_metrics(trained_model_dir, wide_data
     printed = json.loads(capsys.readouterr().out)
     logged = json.loads((trained_model_dir / "metrics.json").read_text())
     assert printed == pytest.approx({k: v for k, v in logged.items() if k.startswith("test/")}, abs=1e-12)
+
+
+def test_a_pipeline_style_rerun_resumes_in_the_work_folder(uninterrupted, small_dataset_dir, tmp_path, caplog):
+    """Each pipeline run gets a new output folder; with ``work_root`` the interrupted training is found
+    again by its config and inputs, resumed, and published to the new output."""
+    from conftest import TINY
+
+    from raserec_core import steps
+    from raserec_core.config import load_config
+
+    out_a, _ = uninterrupted
+    cfg = load_config(None, [*TINY, "pretrain.epochs=3", "pretrain.batch_size=16"])
+    work_root = tmp_path / "checkpoints"
+    with pytest.MonkeyPatch.context() as m:
+        _crash_in_epoch(m, 2)
+        torch.manual_seed(0)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            steps.pretrain(small_dataset_dir, tmp_path / "run1" / "model", cfg, torch.device("cpu"), work_root=work_root)
+    (work,) = work_root.iterdir()
+    assert work.name.startswith("pretrain-") and (work / "checkpoint.pt").exists()
+    torch.manual_seed(12345)
+    with caplog.at_level(logging.INFO, logger="raserec.train"):
+        steps.pretrain(small_dataset_dir, tmp_path / "run2" / "model", cfg, torch.device("cpu"), work_root=work_root)
+    assert "resuming after epoch 1" in caplog.text
+    out = tmp_path / "run2" / "model"
+    assert_same_run(out_a, out)
+    assert not (out / "checkpoint.pt").exists()  # the resume state stays in the work folder
+    # a third run finds the finished work folder: nothing is trained, the same model is published
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        steps.pretrain(small_dataset_dir, tmp_path / "run3" / "model", cfg, torch.device("cpu"), work_root=work_root)
+    assert "already finished" in caplog.text
+    assert_same_run(out_a, tmp_path / "run3" / "model")
+    # another config trains in another folder
+    other = load_config(None, [*TINY, "pretrain.epochs=1", "pretrain.batch_size=16"])
+    steps.pretrain(small_dataset_dir, tmp_path / "run4" / "model", other, torch.device("cpu"), work_root=work_root)
+    assert len(list(work_root.iterdir())) == 2
