@@ -243,13 +243,12 @@ def test_encoder_reproduces_the_logged_test_metrics(trained_model_dir, wide_data
 def test_a_pipeline_style_rerun_resumes_in_the_work_folder(uninterrupted, small_dataset_dir, tmp_path, caplog):
     """Each pipeline run gets a new output folder; with ``work_root`` the interrupted training is found
     again by its config and inputs, resumed, and published to the new output."""
-    from conftest import TINY
-
     from raserec_core import steps
     from raserec_core.config import load_config
 
-    out_a, _ = uninterrupted
-    cfg = load_config(None, [*TINY, "pretrain.epochs=3", "pretrain.batch_size=16"])
+    out_a, args = uninterrupted
+    overrides = [value for flag, value in zip(args, args[1:]) if flag == "--set"]
+    cfg = load_config(None, overrides)
     work_root = tmp_path / "checkpoints"
     with pytest.MonkeyPatch.context() as m:
         _crash_in_epoch(m, 2)
@@ -272,6 +271,6 @@ def test_a_pipeline_style_rerun_resumes_in_the_work_folder(uninterrupted, small_
     assert "already finished" in caplog.text
     assert_same_run(out_a, tmp_path / "run3" / "model")
     # another config trains in another folder
-    other = load_config(None, [*TINY, "pretrain.epochs=1", "pretrain.batch_size=16"])
+    other = load_config(None, [*overrides, "pretrain.epochs=1"])
     steps.pretrain(small_dataset_dir, tmp_path / "run4" / "model", other, torch.device("cpu"), work_root=work_root)
     assert len(list(work_root.iterdir())) == 2
