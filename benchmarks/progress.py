@@ -21,18 +21,23 @@ def main() -> int:
     out = HERE / "results" / "progress"
     for history in sorted(Path(args.work).glob("*/history.json")):
         run = history.parent
+        partial = out / f"{run.name}.json"
         if (run / "metrics.json").exists():
-            continue  # finished: its record is in results/stage1.jsonl or stage2.jsonl
+            partial.unlink(missing_ok=True)  # finished: its record is in results/stage1.jsonl or stage2.jsonl
+            continue
         records = json.loads(history.read_text())
         keep = ("epoch", "loss", "train_time", "valid_time", "valid/hr@10", "valid/ndcg@10", "valid/mrr@10")
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{run.name}.json").write_text(json.dumps({
+        tmp = partial.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
             "run": run.name,
             "config": (run / "config.yaml").read_text() if (run / "config.yaml").exists() else None,
             "epochs": [{k: r[k] for k in keep if k in r} for r in records],
         }, indent=1) + "\n")
-        best = max(records, key=lambda r: r.get("valid/mrr@10", r.get("valid/hr@10", 0)))
-        print(f"{run.name}: {len(records)} epochs, best valid mrr@10 {best.get('valid/mrr@10')} at epoch {best['epoch']}")
+        tmp.replace(partial)
+        metric = "valid/mrr@10" if "valid/mrr@10" in records[-1] else "valid/hr@10"
+        best = max(records, key=lambda r: r.get(metric, 0))
+        print(f"{run.name}: {len(records)} epochs, best {metric} {best.get(metric)} at epoch {best['epoch']}")
     return 0
 
 

@@ -201,16 +201,16 @@ def finetune(
     inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
-    done = _prepare_output(work, cfg, sections, restart, inputs)
-    if done is None:
+    result = _prepare_output(work, cfg, sections, restart, inputs)
+    if result is None:
         shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
         if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
             raise StepError(f"{model}/encoder.pt changed while it was being copied")
         for name in ("items.parquet", "users.parquet"):
             shutil.copyfile(Path(data) / name, work / name)
-        done = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
+        result = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
     _publish(work, out)
-    return done
+    return result
 
 
 def evaluate(

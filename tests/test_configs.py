@@ -11,9 +11,11 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("duorec.yaml", {"pretrain.objective": "duorec", "pretrain.contrast": "us_x", "pretrain.batch_size": 256,
-                     "pretrain.epochs": 75, "pretrain.valid_metric": "mrr@10", "model.backbone": "sasrec"}),
-    ("sasrec.yaml", {"pretrain.objective": "ce", "model.backbone": "sasrec"}),
-    ("gru4rec.yaml", {"pretrain.objective": "ce", "model.backbone": "gru4rec", "model.gru_dropout": 0.3}),
+                     "pretrain.epochs": 75, "pretrain.valid_metric": "mrr@10", "model.backbone": "sasrec",
+                     "pretrain.batching": "bucket"}),
+    ("sasrec.yaml", {"pretrain.objective": "ce", "model.backbone": "sasrec", "pretrain.batching": "sequence"}),
+    ("gru4rec.yaml", {"pretrain.objective": "ce", "model.backbone": "gru4rec", "model.gru_dropout": 0.3,
+                     "pretrain.batching": "sequence"}),
     ("raserec.yaml", {"finetune.top_k": 20, "finetune.beta": 1.0, "finetune.alpha": 0.5, "memory.index_type": "ivf",
                       "memory.nprobe": 1, "finetune.batch_size": 1024, "finetune.valid_metric": "hr@10"}),
 ])

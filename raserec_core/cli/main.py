@@ -11,12 +11,14 @@ import json
 import logging
 import sys
 
+from raserec_core.config import DEVICES
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (dotted path), repeatable")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto = CUDA when present")
+    p.add_argument("--device", choices=DEVICES, help="auto = CUDA when present")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     p.add_argument("-v", "--verbose", action="store_true")
 
