@@ -63,8 +63,9 @@ class PretrainConfig:
     # bucket: batches of similar-length instances (shuffled pools sorted by length); random: as RecBole;
     # sequence: a user's prefixes answered by one causal pass over their longest one (data/packing.py).
     batching: str = "bucket"
-    # Encode a batch of mixed lengths in this many length-sorted chunks, each padded only to its own
-    # longest sequence. Exact: with a causal mask and right padding, position len-1 never sees padding.
+    # Encode a batch of mixed lengths in at most this many length-sorted groups, each padded only to its
+    # own longest sequence (models.encoder.length_groups picks the cheapest cut). Exact: with a causal
+    # mask and right padding, position len-1 never sees padding.
     length_chunks: int = 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -10,11 +11,11 @@ torch = pytest.importorskip("torch")
 
 from raserec_core.config import ModelConfig  # noqa: E402
 from raserec_core.models.checkpoint import CheckpointError, encoder_spec, file_sha256, load_encoder  # noqa: E402
-from raserec_core.models.encoder import build_encoder, encode_by_length  # noqa: E402
+from raserec_core.models.encoder import build_encoder, encode_by_length, length_groups  # noqa: E402
 from raserec_core.training.checkpoint import save_weights  # noqa: E402
 
 N_ITEMS, MAX_LEN = 30, 10
-# lengths 1..10, most rows short, so 4 length-sorted chunks save padding and the chunked path is taken
+# lengths 1, 2, 3 and 10: most rows short, so length groups save padding
 HISTORIES = [[3], [4, 5], [6], [7, 8, 9], [1], [2, 2], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19], [20],
              [21, 22, 23, 24, 25, 26, 27, 28, 29, 1], [5, 4]]
 
@@ -78,24 +79,55 @@ def test_padding_content_is_ignored(encoder, make_padded):
     torch.testing.assert_close(encoder(seqs, lengths), encoder(noisy, lengths), rtol=1e-5, atol=1e-6)
 
 
-def test_encode_by_length_chunks_equal_one_padded_pass(encoder, make_padded):
+def test_encode_by_length_groups_equal_one_padded_pass(encoder, make_padded):
     seqs, lengths = make_padded(HISTORIES, width=MAX_LEN)
     calls = []
     wrapped = lambda s, n: calls.append(s.shape) or encoder(s, n)  # noqa: E731
-    chunked = encode_by_length(wrapped, seqs, lengths, n_chunks=4)
-    assert len(calls) == 4  # the chunked path was taken
-    assert max(shape[1] for shape in calls[:-1]) < MAX_LEN  # short chunks are cut
-    torch.testing.assert_close(chunked, encoder(seqs, lengths), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(chunked, encode_by_length(encoder, seqs, lengths, n_chunks=1), rtol=1e-5, atol=1e-6)
+    grouped = encode_by_length(wrapped, seqs, lengths, max_groups=4, group_cost=0)
+    assert len(calls) == 4  # the grouped path was taken
+    assert [shape[1] for shape in calls] == [1, 2, 3, MAX_LEN]  # each group cut to its own longest row
+    torch.testing.assert_close(grouped, encoder(seqs, lengths), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grouped, encode_by_length(encoder, seqs, lengths, max_groups=1), rtol=1e-5, atol=1e-6)
 
 
-def test_encode_by_length_falls_back_to_one_pass_when_chunks_save_little(encoder, make_padded):
+def test_encode_by_length_keeps_one_pass_when_groups_save_less_than_they_cost(encoder, make_padded):
     seqs, lengths = make_padded([[1, 2, 3], [4, 5, 6], [7, 8], [9, 10, 11], [12, 13, 14]], width=MAX_LEN)
     calls = []
     wrapped = lambda s, n: calls.append(s.shape) or encoder(s, n)  # noqa: E731
-    out = encode_by_length(wrapped, seqs, lengths, n_chunks=2)
+    out = encode_by_length(wrapped, seqs, lengths, max_groups=2, group_cost=2)  # a split would save 1
     assert calls == [torch.Size([5, 3])]  # one pass, cut to the longest row
     torch.testing.assert_close(out, encoder(seqs, lengths), rtol=1e-5, atol=1e-6)
+
+
+def test_length_groups_by_hand():
+    lengths = torch.tensor([3, 1, 50, 2, 2, 7, 7, 8, 1, 49, 3])
+    as_lengths = lambda groups: [sorted(lengths[g].tolist()) for g in groups]  # noqa: E731
+    # one pass costs 11 * 50 = 550; splitting off the two long rows: 9 * 8 + 2 * 50 = 172 (+ 5 per group)
+    assert as_lengths(length_groups(lengths, 2, group_cost=5)) == [[1, 1, 2, 2, 3, 3, 7, 7, 8], [49, 50]]
+    # a third group saves 9 * 8 - (6 * 3 + 3 * 8) = 30 > 5; a fourth (1,1,2,2 | 3,3) saves 4 < 5
+    assert as_lengths(length_groups(lengths, 4, group_cost=5)) == [[1, 1, 2, 2, 3, 3], [7, 7, 8], [49, 50]]
+    # free groups, one fewer than the distinct lengths: the cheapest merge is 49 with 50 (one position)
+    assert as_lengths(length_groups(lengths, 6, group_cost=0)) == [[1, 1], [2, 2], [3, 3], [7, 7], [8], [49, 50]]
+    assert as_lengths(length_groups(lengths, 1)) == [sorted(lengths.tolist())]
+
+
+def test_length_groups_is_optimal_against_every_cut():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        n = int(torch.randint(1, 10, (1,), generator=gen))
+        lengths = torch.randint(1, 12, (n,), generator=gen)
+        k, cost = int(torch.randint(1, 5, (1,), generator=gen)), float(torch.randint(0, 12, (1,), generator=gen))
+        groups = length_groups(lengths, k, cost)
+        assert sorted(torch.cat(groups).tolist()) == list(range(n))  # a partition of the rows
+        got = sum(len(g) * int(lengths[g].max()) + cost for g in groups)
+        s = sorted(lengths.tolist())
+        best = min(
+            sum((b[j + 1] - b[j]) * s[b[j + 1] - 1] + cost for j in range(m))
+            for m in range(1, min(k, n) + 1)
+            for cuts in itertools.combinations(range(1, n), m - 1)
+            for b in [[0, *cuts, n]]
+        )
+        assert got == best
 
 
 def test_eval_is_deterministic_and_train_uses_dropout(tiny_cfg, make_padded):
