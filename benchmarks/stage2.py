@@ -37,6 +37,7 @@ PLAN = [
     ("beauty-gru4rec-2020", "paper"),
     ("beauty-duorec-2020", "beta0.5"),
     ("beauty-duorec-2020", "exact"),
+    ("beauty-duorec_random-2020", "paper"),
     ("beauty-duorec-2021", "paper"),
     ("beauty-duorec-2022", "paper"),
     ("sports-duorec-2020", "paper"),
