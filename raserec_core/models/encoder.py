@@ -100,8 +100,8 @@ def encode_by_length(
     Every backbone here is causal, so each row's representation is unchanged; only padding work goes.
     Returns (B, D) in the input order.
     """
-    groups = length_groups(lengths, max_groups, group_cost) if max_groups > 1 else [None]
-    if len(groups) == 1:
+    groups = length_groups(lengths, max_groups, group_cost) if max_groups > 1 else []
+    if len(groups) <= 1:
         return encoder(seqs[:, : int(lengths.max())], lengths)
     order = torch.cat(groups)
     h = torch.cat([encoder(seqs[idx, : int(lengths[idx[-1]])], lengths[idx]) for idx in groups])
