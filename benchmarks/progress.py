@@ -14,6 +14,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def model_selection_metric(run: Path) -> str:
+    """The metric the run early-stops on: ``finetune.valid_metric`` for stage 2 (its inputs name a memory
+    bank), ``pretrain.valid_metric`` for stage 1."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    inputs = json.loads((run / "inputs.json").read_text()) if (run / "inputs.json").exists() else {}
+    return cfg["finetune" if "memory" in inputs else "pretrain"]["valid_metric"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=str(HERE / "runs"))
@@ -35,7 +45,7 @@ def main() -> int:
             "epochs": [{k: r[k] for k in keep if k in r} for r in records],
         }, indent=1) + "\n")
         tmp.replace(partial)
-        metric = "valid/mrr@10" if "valid/mrr@10" in records[-1] else "valid/hr@10"
+        metric = f"valid/{model_selection_metric(run)}"
         best = max(records, key=lambda r: r.get(metric, 0))
         print(f"{run.name}: {len(records)} epochs, best {metric} {best.get(metric)} at epoch {best['epoch']}")
     return 0

@@ -66,7 +66,7 @@ def main() -> int:
     from raserec_core.models.encoder import encode_instances
 
     ds = read_dataset(args.data)
-    encoder, manifest = load_encoder(args.model)
+    encoder, manifest = load_encoder(args.model, "cpu")
     cfg = Config()
     bank = load_bank(args.memory) if args.memory else bank_from_dataset(ds, encoder, manifest["encoder_sha256"], cfg.memory, cfg.seed, "cpu")
     valid = InstanceTensors(ds.splits["valid"])

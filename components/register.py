@@ -45,13 +45,13 @@ def register(
         dict(backbone=backbone, objective=objective, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs,
              top_k=top_k, alpha=alpha, beta=beta, index_type=index_type),
         tracking_uri=mlflow_tracking_uri, experiment=mlflow_experiment, pipeline_run_id=pipeline_run_id,
-        kfp_run_id=kfp_run_id, artifact_root=artifact_root, needs_device=False, final=True,
+        kfp_run_id=kfp_run_id, artifact_root=artifact_root, final=True,
         upstream={"preprocess": data.metadata, "pretrain": pretrained.metadata, "index": memory.metadata,
                   "finetune": model.metadata, "evaluate": metrics.metadata},
         params={"model_name": model_name},
     ) as t:
         t.record(
-            steps.register(data.path, model.path, t.cfg, valid_ndcg_at_10, model_name=model_name, memory=memory.path,
+            steps.register(data.path, model.path, t.cfg, t.device, valid_ndcg_at_10, model_name=model_name, memory=memory.path,
                            tracking_uri=t.run.tracking_uri, run_id=t.run.run_id),
             registration=registration,
         )

@@ -138,8 +138,25 @@ class Config:
         return {n: full[n] for n in names}
 
 
-# The device names a user may choose; ``cli.main.resolve_device`` turns the choice into a torch device.
+# The device names a user may choose; ``resolve_device`` turns the choice into a torch device.
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str):
+    """The torch device for a ``device`` config value: ``auto`` is CUDA when present, else the CPU.
+
+    Called once at each edge (CLI command, pipeline step, serving model load); library code takes the
+    result as an argument or from its input tensors.
+    """
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but no CUDA device is available")
+    return torch.device(name)
 
 CHOICES = {
     "device": set(DEVICES),

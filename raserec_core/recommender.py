@@ -31,7 +31,9 @@ class Recommender:
                 self.retrievers.append(bank.target_retriever(candidate_factor))
 
     @classmethod
-    def load(cls, model_dir: str | Path, memory_dir: str | Path | None = None, device="cpu", nprobe: int | None = None) -> Recommender:
+    def load(
+        cls, model_dir: str | Path, memory_dir: str | Path | None, device: torch.device | str, nprobe: int | None = None
+    ) -> Recommender:
         from .data.artifact import read_ids
         from .memory.bank import MemoryBankError, load_bank
         from .models.checkpoint import load_encoder

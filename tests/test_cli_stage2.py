@@ -210,4 +210,4 @@ def test_recommender_searches_with_the_nprobe_the_model_was_evaluated_with(wide_
     assert rc == 0
     evaluated = json.loads((out / "model.json").read_text())["memory"]["nprobe"]
     assert evaluated == 1
-    assert Recommender.load(out, ivf).bank.index.index.nprobe == evaluated
+    assert Recommender.load(out, ivf, "cpu").bank.index.index.nprobe == evaluated

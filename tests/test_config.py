@@ -172,6 +172,20 @@ def test_cli_flags_win_over_set_and_yaml(tmp_path):
     assert cfg.seed == 3 and cfg.data.k_core == 0
 
 
+def test_resolve_device():
+    import torch
+
+    from raserec_core.config import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="expected one of auto, cpu, cuda, got 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
 def test_cli_without_flags_keeps_defaults():
     cfg = load(build_parser().parse_args(["pretrain", "--data", "d", "--output", "o"]))
     assert cfg == Config()

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from infra_fixtures import SECRET_VALUE, mlflow_store, tiny_config, toy_dataset, toy_encoder  # noqa: F401
 
 from raserec_core.tracking.runs import flatten, metric_values, safe_params, scrub
@@ -139,15 +140,15 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
     step = runs.start_step(uri, "registry", "pipe-reg", "register", params={"config": tiny_config().to_dict()},
                            artifact_location=(art / "registry").as_uri())
-    result = register_model(toy_dataset, toy_encoder, valid_ndcg_at_10=0.2, tracking_uri=uri, run_id=step.run_id,
+    result = register_model(toy_dataset, toy_encoder, valid_ndcg_at_10=0.2, tracking_uri=uri, run_id=step.run_id, device="cpu",
                             model_name="toy-recommender")
     step.end()
     assert (result["alias"], result["version"], result["kind"]) == ("champion", "1", "encoder")
 
     # the same answers in-process, straight from the packed folder
     packed = tmp_path / "packed"
-    recommender.pack(toy_encoder, toy_dataset, packed)
-    expected, _ = recommender.load(packed).recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
+    recommender.pack(toy_encoder, toy_dataset, packed, None, "cpu")
+    expected, _ = recommender.load(packed, "cpu").recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
 
     script = textwrap.dedent(f"""
         import json, mlflow, pandas as pd
@@ -155,7 +156,8 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
         model = mlflow.pyfunc.load_model("models:/toy-recommender@champion")
         out = model.predict(pd.DataFrame({{"history": [["i1", "i2", "i3"], ["nope"]], "user_id": ["u1", None]}}),
                             params={{"k": 3}})
-        print(json.dumps({{"items": [list(x) for x in out["item_ids"]],
+        device = next(model.unwrap_python_model().recommender.encoder.parameters()).device.type
+        print(json.dumps({{"items": [list(x) for x in out["item_ids"]], "device": device,
                            "scores": [[float(s) for s in x] for x in out["scores"]]}}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
@@ -165,6 +167,7 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert out["items"] == [list(x) for x in expected]
     assert len(out["items"][0]) == 3 and out["items"][1] == []
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
+    assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # RASEREC_DEVICE unset: auto
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
 
 
@@ -172,15 +175,15 @@ def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
     from raserec_core.tracking import recommender
 
     folder = tmp_path / "rec"
-    spec = recommender.pack(toy_encoder, toy_dataset, folder)
+    spec = recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")
     assert spec["kind"] == "encoder" and spec["format_version"] == 1
     assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
-    rec = recommender.load(folder)
+    rec = recommender.load(folder, "cpu")
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
     assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding
     assert items[1] == [] and items[2] == [] and scores[1] == []
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):
-        recommender.load(folder)
+        recommender.load(folder, "cpu")
     with pytest.raises(FileExistsError):
-        recommender.pack(toy_encoder, toy_dataset, folder)
+        recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from raserec_core.config import DEVICES
+from raserec_core.config import DEVICES, resolve_device
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -104,16 +104,6 @@ def load(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("raserec: --device cuda, but no CUDA device is available")
-    return torch.device(name)
-
-
 INPUT_ARGS = ("input", "data", "model", "memory", "interactions")
 OUTPUT_ARGS = ("output", "topk_output", "metrics_output")
 
@@ -146,7 +136,10 @@ def run_step(args: argparse.Namespace) -> dict:
     cfg = load(args)
     if args.command == "preprocess":
         return steps.preprocess(args.input, args.output, cfg)
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as e:
+        raise SystemExit(f"raserec: {e}") from None
     if args.command == "pretrain":
         return steps.pretrain(args.data, args.output, cfg, device, restart=args.restart)
     if args.command == "evaluate":

@@ -30,7 +30,7 @@ def encoder_spec(backbone: str, n_items: int, max_len: int, n_extra_tokens: int,
     }
 
 
-def load_encoder(model_dir: str | Path, device: torch.device | str = "cpu"):
+def load_encoder(model_dir: str | Path, device: torch.device | str):
     """The frozen-ready encoder of a stage-1 model folder, in eval mode, plus its manifest."""
     from ..config import ModelConfig
 

@@ -4,10 +4,13 @@ Input: a DataFrame with a ``history`` column (list of raw item ids, as strings) 
 ``user_id`` column; parameter ``k`` (default 10). Output: a DataFrame with ``item_ids`` (list of
 string) and ``scores`` (list of float) per input row. The artifact's layout is
 ``tracking.recommender``'s and serving is ``raserec_core.recommender.Recommender``; this class is glue.
+It serves on the device named by the environment variable ``RASEREC_DEVICE`` (``auto``, the default, is
+CUDA when present; ``cpu``; ``cuda``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,16 @@ import pandas as pd
 
 ARTIFACT = "recommender"
 DEFAULT_K = 10
+DEVICE_ENV = "RASEREC_DEVICE"
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
+        from ..config import resolve_device
         from .recommender import load
 
-        self.recommender = load(context.artifacts[ARTIFACT])
+        device = resolve_device(os.environ.get(DEVICE_ENV, "auto"))
+        self.recommender = load(context.artifacts[ARTIFACT], device)
 
     # The DataFrame hint tells MLflow not to infer a schema from hints: ``signature()`` is the contract.
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

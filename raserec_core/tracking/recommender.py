@@ -38,7 +38,7 @@ class RecommenderLike(Protocol):
         ...
 
 
-def serving_bank(model: Path, data: Path, memory: Path, out: Path, device: str = "cpu") -> dict[str, Any]:
+def serving_bank(model: Path, data: Path, memory: Path, out: Path, device) -> dict[str, Any]:
     """The index step's training bank plus validation and test memories, saved to ``out``."""
     from ..data import read_dataset
     from ..memory.bank import load_bank, save_bank
@@ -50,7 +50,7 @@ def serving_bank(model: Path, data: Path, memory: Path, out: Path, device: str =
     return save_bank(extend_with_splits(load_bank(memory), encoder, ds, ("valid", "test"), device), out)
 
 
-def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Path | None = None) -> dict[str, Any]:
+def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Path | None, device) -> dict[str, Any]:
     """Write the recommender folder ``out`` for a model folder (its kind read from ``model.json``)."""
     model, data, out = Path(model), Path(data), Path(out)
     manifest = json.loads((model / "model.json").read_text())
@@ -66,12 +66,12 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
     if kind == "raserec":
         if memory is None:
             raise ValueError(f"{model}: a fine-tuned model needs its memory bank")
-        spec["entries"] = serving_bank(model, data, Path(memory), out / "memory")["entries"]
+        spec["entries"] = serving_bank(model, data, Path(memory), out / "memory", device)["entries"]
     (out / MANIFEST).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return spec
 
 
-def load(folder: str | Path, device: str = "cpu") -> RecommenderLike:
+def load(folder: str | Path, device) -> RecommenderLike:
     from ..recommender import Recommender
 
     folder = Path(folder)

@@ -78,7 +78,7 @@ def register_version(
 
 
 def register_model(
-    data: str | Path, model: str | Path, *, valid_ndcg_at_10: float, tracking_uri: str, run_id: str,
+    data: str | Path, model: str | Path, *, valid_ndcg_at_10: float, tracking_uri: str, run_id: str, device,
     model_name: str = "raserec", memory: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pack ``model`` (with ``memory`` for a fine-tuned model) as a recommender folder, log it as a pyfunc
@@ -97,10 +97,10 @@ def register_model(
     pipeline_run_id = c.get_run(run_id).data.tags.get(TAG_RUN, "")
     with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
         folder = Path(tmp) / "recommender"
-        spec = recommender.pack(model, data, folder, memory)
+        spec = recommender.pack(model, data, folder, memory, device)
         example = _example_history(data)
         # Fail here, not at serving time, if the packed folder cannot recommend (MLflow would only warn).
-        items, _ = recommender.load(folder).recommend([example], None, 1)
+        items, _ = recommender.load(folder, device).recommend([example], None, 1)
         if len(items) != 1 or len(items[0]) != 1:
             raise ValueError(f"{model}: the packed recommender returned {items!r} for {example!r}")
         with mlflow.start_run(run_id=run_id):

@@ -155,7 +155,7 @@ def test_bank_built_by_the_cli(flat_bank_dir, trained_model_dir, wide_dataset_di
     assert bank.entries.length.tolist() == np.diff(train.offsets).tolist()
     assert bank.entries.length.max().item() <= 5
     # keys: the frozen encoder's un-normalised representation; values: the target item embeddings
-    encoder, _ = load_encoder(trained_model_dir)
+    encoder, _ = load_encoder(trained_model_dir, "cpu")
     rows = [0, 7, 149]
     with torch.no_grad():
         for r in rows:

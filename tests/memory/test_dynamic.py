@@ -117,7 +117,7 @@ def test_new_entries_are_keyed_by_user_and_continuing_position(added, wide_datas
 def test_new_entries_hold_the_encoded_prefix_and_target_embedding(added, wide_dataset_dir, trained_model_dir):
     out, _, _ = added
     bank = load_bank(out)
-    encoder, _ = load_encoder(trained_model_dir)
+    encoder, _ = load_encoder(trained_model_dir, "cpu")
     seqs = sequences(wide_dataset_dir)
     iidx = {raw: i for i, raw in enumerate(bank.item_ids.tolist())}
     uidx = {raw: i for i, raw in enumerate(bank.user_ids.tolist())}
@@ -139,7 +139,7 @@ def test_new_entries_hold_the_encoded_prefix_and_target_embedding(added, wide_da
 def test_retrieval_for_an_affected_user_changes(added, flat_bank_dir, trained_model_dir):
     out, _, _ = added
     old, new = load_bank(flat_bank_dir), load_bank(out)
-    encoder, _ = load_encoder(trained_model_dir)
+    encoder, _ = load_encoder(trained_model_dir, "cpu")
     iidx = {raw: i for i, raw in enumerate(new.item_ids.tolist())}
     with torch.no_grad():
         h = encoder(torch.tensor([[iidx["7"], iidx["2"], iidx["55"]]]), torch.tensor([3]))
@@ -165,8 +165,8 @@ def test_recommendations_for_an_affected_user_change(added, flat_bank_dir, finet
 
     out, _, _ = added
     history = [["7", "2", "55"]]
-    items_b, scores_b = Recommender.load(finetuned_dir, flat_bank_dir).recommend(history, ["1"], k=60)
-    items_a, scores_a = Recommender.load(finetuned_dir, out).recommend(history, ["1"], k=60)
+    items_b, scores_b = Recommender.load(finetuned_dir, flat_bank_dir, "cpu").recommend(history, ["1"], k=60)
+    items_a, scores_a = Recommender.load(finetuned_dir, out, "cpu").recommend(history, ["1"], k=60)
     assert len(items_a[0]) == len(items_b[0]) == 60
     assert sorted(items_a[0]) == sorted(items_b[0])
     by_item_b = dict(zip(items_b[0], scores_b[0]))
@@ -175,12 +175,12 @@ def test_recommendations_for_an_affected_user_change(added, flat_bank_dir, finet
     assert diff > 1e-4  # the tiny RAM is weak, but its first memory is now another one
     # a history whose memories the slice does not touch is recommended exactly as before
     far = [["20", "21", "22", "23", "24"]]
-    rec = Recommender.load(finetuned_dir, out)
+    rec = Recommender.load(finetuned_dir, out, "cpu")
     h = rec.encoder(*rec._encode_histories(far))
     r = rec.bank.retriever()(h, torch.tensor([rec.user_index["9"]]), torch.tensor([5]), rec.top_k)
     assert r.mask.all() and (r.ids < 150).all()  # precondition: none of the new entries is among its memories
-    assert Recommender.load(finetuned_dir, out).recommend(far, ["9"], k=60) == \
-        Recommender.load(finetuned_dir, flat_bank_dir).recommend(far, ["9"], k=60)
+    assert Recommender.load(finetuned_dir, out, "cpu").recommend(far, ["9"], k=60) == \
+        Recommender.load(finetuned_dir, flat_bank_dir, "cpu").recommend(far, ["9"], k=60)
 
 
 def test_model_weights_and_the_source_bank_are_byte_identical(added, flat_bank_dir, finetuned_dir, trained_model_dir,
@@ -315,7 +315,7 @@ def test_bank_of_another_encoder_is_refused(flat_bank_dir, finetuned_dir, tmp_pa
         memory_add(other, finetuned_dir, part, tmp_path / "out", Config(), "cpu")
     assert not (tmp_path / "out").exists()
     with pytest.raises(MemoryBankError, match="built by another encoder than"):
-        Recommender.load(finetuned_dir, other)
+        Recommender.load(finetuned_dir, other, "cpu")
 
 
 def test_a_user_too_short_for_the_split_is_not_in_the_dataset_and_comes_back_as_new(trained_model_dir, tmp_path):
@@ -330,7 +330,7 @@ def test_a_user_too_short_for_the_split_is_not_in_the_dataset_and_comes_back_as_
     ds = build_dataset(read_sequences(src), 0, 5, source=str(src))
     # dropped and counted, so no user of the artifact has items the bank does not know
     assert ds.user_ids.tolist() == ["a", "b"] and ds.stats["users_too_short"] == 1
-    encoder, manifest = load_encoder(trained_model_dir)
+    encoder, manifest = load_encoder(trained_model_dir, "cpu")
     bank = bank_from_dataset(ds, encoder, manifest["encoder_sha256"], MemoryConfig(index_type="brute"), 0, "cpu")
     slice_ = Interactions(np.array(["short", "short"]), np.array(["3", "4"]), np.array([9.0, 10.0]))
     new, report = add_interactions(bank, encoder, slice_, "cpu")

@@ -154,16 +154,16 @@ def test_load_encoder_round_trip_and_hash_check(tmp_path, tiny_cfg, make_padded)
     manifest = {"encoder": encoder_spec("gru4rec", N_ITEMS, MAX_LEN, 0, tiny_cfg),
                 "encoder_sha256": file_sha256(tmp_path / "encoder.pt")}
     (tmp_path / "model.json").write_text(json.dumps(manifest))
-    loaded, back = load_encoder(tmp_path)
+    loaded, back = load_encoder(tmp_path, "cpu")
     assert back == manifest and not loaded.training
     seqs, lengths = make_padded(HISTORIES)
     assert torch.equal(loaded(seqs, lengths), enc(seqs, lengths))
 
     (tmp_path / "encoder.pt").write_bytes((tmp_path / "encoder.pt").read_bytes() + b"x")
     with pytest.raises(ValueError, match="does not match model.json"):
-        load_encoder(tmp_path)
+        load_encoder(tmp_path, "cpu")
 
 
 def test_load_encoder_without_manifest(tmp_path):
     with pytest.raises(CheckpointError, match="no model.json"):
-        load_encoder(tmp_path)
+        load_encoder(tmp_path, "cpu")

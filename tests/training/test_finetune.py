@@ -109,7 +109,7 @@ def test_output_folder_is_self_contained(finetuned, wide_dataset_dir, bank_dir, 
     # a copy of the folder and the bank, away from the dataset and the stage-1 model, serves recommendations
     shutil.copytree(out, tmp_path / "model")
     shutil.copytree(bank_dir, tmp_path / "bank")
-    rec = Recommender.load(tmp_path / "model", tmp_path / "bank")
+    rec = Recommender.load(tmp_path / "model", tmp_path / "bank", "cpu")
     items, scores = rec.recommend([["3", "4", "5"], ["nope"]], ["3", None], k=5)
     assert len(items[0]) == 5 and items[1] == [] and scores[1] == []
     assert all(s1 >= s2 for s1, s2 in zip(scores[0], scores[0][1:]))
@@ -146,7 +146,7 @@ def test_encoder_and_item_table_are_frozen_in_memory(wide_dataset_dir, trained_m
 
     cfg = load_config(None, ["model.hidden_size=16", "finetune.epochs=1", "finetune.batch_size=64",
                              "finetune.top_k=4", "finetune.inner_size=32", "finetune.lr=0.1"])
-    encoder, manifest = load_encoder(trained_model_dir)
+    encoder, manifest = load_encoder(trained_model_dir, "cpu")
     encoder.train()  # finetune must switch it to eval itself
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     metrics = finetune(read_dataset(wide_dataset_dir), encoder, manifest, load_bank(bank_dir), cfg, tmp_path / "ft", "cpu")

@@ -46,7 +46,7 @@ def test_model_folder_contents(trained_model_dir, wide_dataset_dir):
     assert manifest["encoder_sha256"] == file_sha256(out / "encoder.pt")
     assert manifest["dataset_fingerprint"] == ds.fingerprint
     assert manifest["epochs_run"] == 2 and manifest["best_epoch"] in (1, 2)
-    encoder, _ = load_encoder(out)
+    encoder, _ = load_encoder(out, "cpu")
     assert manifest["n_parameters"] == sum(p.numel() for p in encoder.parameters())
     assert same_weights(out / "encoder.pt", out / "best.pt")
 
