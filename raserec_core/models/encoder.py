@@ -108,6 +108,21 @@ def encode_by_length(
     return torch.empty_like(h).index_copy_(0, order.to(h.device), h)
 
 
+def encode_views(
+    encoder, views: list[tuple[torch.Tensor, torch.Tensor]], max_groups: int = 1
+) -> list[torch.Tensor]:
+    """Encode several right-padded batches ``(seqs, lengths)`` as one: one (B_i, D) tensor per view.
+
+    Rows never interact in an encoder (no batch statistics; dropout draws a mask per element), so this
+    is the same as encoding each view alone, in fewer, larger passes: the views of a contrastive step
+    share their length groups.
+    """
+    width = max(int(lengths.max()) for _, lengths in views)
+    seqs = torch.cat([torch.nn.functional.pad(s[:, :width], (0, width - min(s.shape[1], width))) for s, _ in views])
+    h = encode_by_length(encoder, seqs, torch.cat([lengths for _, lengths in views]), max_groups)
+    return list(h.split([len(lengths) for _, lengths in views]))
+
+
 def encode_packed(
     encoder, windows: torch.Tensor, window_lengths: torch.Tensor, inverse: torch.Tensor, slot: torch.Tensor
 ) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .encoder import encode_by_length, encode_packed
+from .encoder import encode_by_length, encode_packed, encode_views
 from .full_softmax import full_softmax_ce
 
 Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # rows -> (seqs, lengths)
@@ -44,6 +44,20 @@ def encode_batch(encoder, batch: Batch, length_chunks: int = 1) -> torch.Tensor:
         p = batch.packed
         return encode_packed(encoder, p.windows, p.window_lengths, p.inverse, p.slot)
     return encode_by_length(encoder, batch.seqs, batch.lengths, length_chunks)
+
+
+def encode_with_views(
+    encoder, batch: Batch, n_own: int, views: list[tuple[torch.Tensor, torch.Tensor]], length_chunks: int = 1
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``n_own`` encodings of the batch's own sequences (each with its own dropout masks) and one of each
+    extra view, in as few encoder passes as the batch allows: all in one unless the batch is packed."""
+    dev = batch.seqs.device
+    views = [(s.to(dev), n.to(dev)) for s, n in views]
+    if batch.packed is not None:
+        own = [encode_batch(encoder, batch) for _ in range(n_own)]
+        return own, encode_views(encoder, views, length_chunks) if views else []
+    encoded = encode_views(encoder, [(batch.seqs, batch.lengths)] * n_own + views, length_chunks)
+    return encoded[:n_own], encoded[n_own:]
 
 
 def next_item_ce(h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -113,15 +127,14 @@ class DuoRecObjective:
         self.length_chunks = length_chunks
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
-        h = encode_batch(encoder, batch, self.length_chunks)
+        # h' (unsupervised view) is the batch again under other dropout masks; h_s encodes the positives.
+        n_own = 2 if self.contrast in {"un", "us", "us_x"} else 1
+        views = [self.fetch(self.sampler(batch.rows, generator))] if self.contrast in {"su", "us", "us_x"} else []
+        own, sem = encode_with_views(encoder, batch, n_own, views, self.length_chunks)
+        h, h_aug, h_sem = own[0], own[-1], (sem[0] if sem else None)
         rec = next_item_ce(h, encoder.item_table, batch.target)
         parts = {"rec": rec.detach()}
         loss = rec
-        if self.contrast in {"un", "us", "us_x"}:
-            h_aug = encode_batch(encoder, batch, self.length_chunks)  # same input, another dropout mask
-        if self.contrast in {"su", "us", "us_x"}:
-            pos_seqs, pos_lengths = self.fetch(self.sampler(batch.rows, generator))
-            h_sem = encode_by_length(encoder, pos_seqs, pos_lengths, self.length_chunks)
         if self.contrast in {"un", "us"}:
             un = info_nce(h, h_aug, self.tau, self.sim)
             loss = loss + self.lmd * un
@@ -190,10 +203,9 @@ class CL4SRecObjective:
         self.lmd, self.tau, self.sim, self.length_chunks = lmd, tau, sim, length_chunks
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
-        enc = lambda s, n: encode_by_length(encoder, s, n, self.length_chunks)
-        h = encode_batch(encoder, batch, self.length_chunks)
-        rec = next_item_ce(h, encoder.item_table, batch.target)
         v1 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
         v2 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
-        cl = info_nce(enc(*v1), enc(*v2), self.tau, self.sim)
+        (h,), (z1, z2) = encode_with_views(encoder, batch, 1, [v1, v2], self.length_chunks)
+        rec = next_item_ce(h, encoder.item_table, batch.target)
+        cl = info_nce(z1, z2, self.tau, self.sim)
         return rec + self.lmd * cl, {"rec": rec.detach(), "cl": cl.detach()}

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from raserec_core.config import ModelConfig  # noqa: E402
 from raserec_core.models.checkpoint import CheckpointError, encoder_spec, file_sha256, load_encoder  # noqa: E402
-from raserec_core.models.encoder import build_encoder, encode_by_length, length_groups  # noqa: E402
+from raserec_core.models.encoder import build_encoder, encode_by_length, encode_views, length_groups  # noqa: E402
 from raserec_core.training.checkpoint import save_weights  # noqa: E402
 
 N_ITEMS, MAX_LEN = 30, 10
@@ -97,6 +97,23 @@ def test_encode_by_length_keeps_one_pass_when_groups_save_less_than_they_cost(en
     out = encode_by_length(wrapped, seqs, lengths, max_groups=2, group_cost=2)  # a split would save 1
     assert calls == [torch.Size([5, 3])]  # one pass, cut to the longest row
     torch.testing.assert_close(out, encoder(seqs, lengths), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_views_equal_each_view_alone(encoder, make_padded):
+    a = make_padded(HISTORIES[:4], width=MAX_LEN)  # padded wider than its longest row
+    b = make_padded(HISTORIES[4:])  # padded to its own longest row, a different width
+    c = make_padded([[9]])
+    out = encode_views(encoder, [a, b, c], max_groups=3)
+    assert [o.shape[0] for o in out] == [4, 6, 1]
+    for got, (seqs, lengths) in zip(out, [a, b, c]):
+        torch.testing.assert_close(got, encoder(seqs, lengths), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_views_draw_dropout_per_view(tiny_cfg, make_padded):
+    enc = build_encoder("sasrec", N_ITEMS, MAX_LEN, tiny_cfg).train()
+    view = make_padded(HISTORIES)
+    first, second = encode_views(enc, [view, view])
+    assert not torch.allclose(first, second)  # the same rows twice: two dropout views, not one copied
 
 
 def test_length_groups_by_hand():

@@ -241,6 +241,20 @@ def test_duorec_us_x_contrasts_the_dropout_view_with_the_positive(toy_train, tin
     assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
 
 
+def test_duorec_us_value_by_hand_in_eval_mode(toy_train, tiny_cfg):
+    # each view read back from the one fused pass must be the right one: h, h' = h (no dropout), h_s
+    enc = build_encoder("sasrec", N_ITEMS, 8, tiny_cfg).eval()
+    sampler = SameTargetSampler(toy_train.target)
+    batch = _batch(toy_train)
+    loss, parts = DuoRecObjective(sampler, toy_train.fetch, contrast="us", lmd=0.7, lmd_sem=0.3)(
+        enc, batch, torch.Generator().manual_seed(3))
+    h = enc(batch.seqs, batch.lengths)
+    h_s = enc(*toy_train.fetch(sampler(batch.rows, torch.Generator().manual_seed(3))))
+    expected = next_item_ce(h, enc.item_table, batch.target) + 0.7 * info_nce(h, h) + 0.3 * info_nce(h, h_s)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts["su"], info_nce(h, h_s).detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_duorec_unknown_contrast(toy_train):
     with pytest.raises(ValueError, match="'xx'"):
         DuoRecObjective(SameTargetSampler(toy_train.target), toy_train.fetch, contrast="xx")
