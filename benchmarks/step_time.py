@@ -1,0 +1,75 @@
+"""Time stage-1 training steps (forward + backward + Adam) of a config on a preprocessed dataset.
+
+A development measurement: compare two commits by running it in a checkout of each, one after the
+other, on an otherwise idle machine (``git worktree add /tmp/old <rev>`` and ``PYTHONPATH=/tmp/old``).
+
+    python benchmarks/step_time.py --data benchmarks/runs/data/beauty --config configs/duorec.yaml \
+        [--set pretrain.batching=random ...] [--steps 40] [--warmup 5] [--threads 1]
+
+Prints one JSON line: the median and mean step time in ms over ``--steps`` batches of one epoch order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--config")
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    import raserec_core
+    from raserec_core.config import load_config
+    from raserec_core.data import read_dataset
+    from raserec_core.data.batching import InstanceTensors
+    from raserec_core.data.sampling import length_bucketed_batches, random_batches
+    from raserec_core.models.encoder import build_encoder
+    from raserec_core.models.objectives import Batch
+    from raserec_core.training.pretrain import build_objective
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.overrides)
+    p = cfg.pretrain
+    if p.batching == "sequence":
+        raise SystemExit("step_time.py: times per-prefix batches (bucket or random), not sequence packing")
+    ds = read_dataset(args.data)
+    train = InstanceTensors(ds.splits["train"])
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(cfg.model.backbone, ds.n_items, cfg.data.max_len, cfg.model,
+                            1 if p.objective == "cl4srec" else 0)
+    objective = build_objective(cfg, train, ds.n_items)
+    opt = torch.optim.Adam(encoder.parameters(), lr=p.lr)
+    g = torch.Generator().manual_seed(cfg.seed)
+    order = (length_bucketed_batches(train.lengths, p.batch_size, g) if p.batching == "bucket"
+             else random_batches(len(train), p.batch_size, g))
+    times = []
+    for i, rows in enumerate(order[: args.warmup + args.steps]):
+        start = time.perf_counter()
+        seqs, lengths = train.fetch(rows)
+        loss, _ = objective(encoder, Batch(rows, seqs, lengths, train.target[rows]), g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= args.warmup:
+            times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    print(json.dumps({
+        "code": raserec_core.__file__, "config": args.config, "set": args.overrides, "threads": args.threads,
+        "steps": len(times), "median_ms": round(times[len(times) // 2], 1), "mean_ms": round(sum(times) / len(times), 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
