@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 @pytest.mark.parametrize(("name", "expected"), [
     ("duorec.yaml", {"pretrain.objective": "duorec", "pretrain.contrast": "us_x", "pretrain.batch_size": 256,
                      "pretrain.epochs": 75, "pretrain.valid_metric": "mrr@10", "model.backbone": "sasrec",
-                     "pretrain.batching": "bucket"}),
+                     "pretrain.batching": "random"}),
     ("sasrec.yaml", {"pretrain.objective": "ce", "model.backbone": "sasrec", "pretrain.batching": "sequence"}),
     ("gru4rec.yaml", {"pretrain.objective": "ce", "model.backbone": "gru4rec", "model.gru_dropout": 0.3,
                      "pretrain.batching": "sequence"}),
