@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .cli.device import DEVICES
 from .errors import ConfigError
 
 
@@ -118,7 +119,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     seed: int = 2020
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # one of cli.device.DEVICES, resolved at the edge
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -138,28 +139,8 @@ class Config:
         return {n: full[n] for n in names}
 
 
-# The device names a user may choose; ``resolve_device`` turns the choice into a torch device.
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(name: str):
-    """The torch device for a ``device`` config value: ``auto`` is CUDA when present, else the CPU.
-
-    Called once at each edge (CLI command, pipeline step, serving model load); library code takes the
-    result as an argument or from its input tensors.
-    """
-    import torch
-
-    if name not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but no CUDA device is available")
-    return torch.device(name)
-
 CHOICES = {
-    "device": set(DEVICES),
+    "device": set(DEVICES),  # names from the edge that resolves them (cli.device)
     "data.format": {"auto", "seq", "csv", "tsv", "parquet", "inter"},
     "model.backbone": {"sasrec", "gru4rec"},
     "pretrain.objective": {"ce", "duorec", "cl4srec"},

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from raserec_core.config import DEVICES, resolve_device
+from raserec_core.cli.device import DEVICES, resolve_device
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -234,7 +234,7 @@ def pipeline_task(
     cfg = pipeline_config(config_yaml, **dict(overrides or {}))
     device = None
     if needs_device:
-        from ..config import resolve_device
+        from .device import resolve_device
 
         device = resolve_device(cfg.device)
     run_id = runs.check_run_id(resolve_run_id(pipeline_run_id, kfp_run_id))

@@ -118,7 +118,7 @@ def encode_views(
     share their length groups.
     """
     width = max(int(lengths.max()) for _, lengths in views)
-    seqs = torch.cat([torch.nn.functional.pad(s[:, :width], (0, width - min(s.shape[1], width))) for s, _ in views])
+    seqs = torch.cat([torch.nn.functional.pad(s[:, :width], (0, width - s[:, :width].shape[1])) for s, _ in views])
     h = encode_by_length(encoder, seqs, torch.cat([lengths for _, lengths in views]), max_groups)
     return list(h.split([len(lengths) for _, lengths in views]))
 

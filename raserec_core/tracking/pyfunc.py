@@ -10,7 +10,6 @@ CUDA when present; ``cpu``; ``cuda``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,14 @@ import pandas as pd
 
 ARTIFACT = "recommender"
 DEFAULT_K = 10
-DEVICE_ENV = "RASEREC_DEVICE"
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from ..config import resolve_device
+        from ..cli.device import serving_device
         from .recommender import load
 
-        device = resolve_device(os.environ.get(DEVICE_ENV, "auto"))
-        self.recommender = load(context.artifacts[ARTIFACT], device)
+        self.recommender = load(context.artifacts[ARTIFACT], serving_device())
 
     # The DataFrame hint tells MLflow not to infer a schema from hints: ``signature()`` is the contract.
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
