@@ -61,9 +61,11 @@ class PretrainConfig:
     weight_decay: float = 0.0
     patience: int = 10
     valid_metric: str = "mrr@10"
-    # bucket: batches of similar-length instances (shuffled pools sorted by length); random: as RecBole;
+    # random: uniformly shuffled instances, as the reference (RecBole) trained the logged DuoRec run;
+    # bucket: batches of similar-length instances (shuffled pools sorted by length), faster, but its
+    # length-homogeneous in-batch negatives cost DuoRec test quality (benchmarks/RESULTS.md);
     # sequence: a user's prefixes answered by one causal pass over their longest one (data/packing.py).
-    batching: str = "bucket"
+    batching: str = "random"
     # Encode a batch of mixed lengths in at most this many length-sorted groups, each padded only to its
     # own longest sequence (models.encoder.length_groups picks the cheapest cut). Exact: with a causal
     # mask and right padding, position len-1 never sees padding.

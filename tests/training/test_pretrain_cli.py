@@ -73,7 +73,7 @@ def uninterrupted(tmp_path_factory, small_dataset_dir, tiny_args):
 def _crash_in_epoch(monkeypatch, epoch):
     import raserec_core.training.pretrain as pretrain
 
-    crash_in_epoch(monkeypatch, pretrain, "length_bucketed_batches", epoch)
+    crash_in_epoch(monkeypatch, pretrain, "random_batches", epoch)  # the default pretrain.batching
 
 
 def _crash_after_checkpoint(monkeypatch, epoch):

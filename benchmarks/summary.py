@@ -1,0 +1,82 @@
+"""The seed means the issues' pass marks are stated in, from the recorded runs (results/*.jsonl).
+
+Prints Markdown: one row per recorded seed, then the mean over the seeds recorded so far (n of 3),
+with the pass mark and, for RaSeRec, the gain over the stage-1 encoders of the same seeds.
+
+    python benchmarks/summary.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KEYS = ("test/hr@5", "test/hr@10", "test/ndcg@5", "test/ndcg@10")
+
+# Beauty DuoRec seed 2020 with the configured (random) batches is named duorec_random: the name
+# beauty-duorec-2020 belongs to the earlier bucketed run (RESULTS.md, stage 1).
+BEAUTY_DUOREC = ["beauty-duorec_random-2020", "beauty-duorec-2021", "beauty-duorec-2022"]
+SPORTS_DUOREC = ["sports-duorec-2020", "sports-duorec-2021", "sports-duorec-2022"]
+
+# (title, stage-1 runs, stage-2 variant or None, pass mark {metric: minimum} or None)
+GROUPS = [
+    ("Beauty, DuoRec `us_x` (issue 2)", BEAUTY_DUOREC, None, {"test/hr@10": 0.0809, "test/ndcg@10": 0.0418}),
+    ("Beauty, RaSeRec, published setting (issue 3)", BEAUTY_DUOREC, "paper",
+     {"test/hr@10": 0.0834, "test/ndcg@10": 0.0449}),
+    ("Sports, DuoRec `us_x` (issue 3's stage-1 row)", SPORTS_DUOREC, None, None),
+    ("Sports, RaSeRec, published setting (issue 3)", SPORTS_DUOREC, "paper",
+     {"test/hr@10": 0.0482, "test/ndcg@10": 0.0256}),
+]
+
+
+def load(name: str) -> dict[str, dict]:
+    path = HERE / "results" / name
+    if not path.exists():
+        return {}
+    return {r["name"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def row(label: str, metrics: dict[str, float], extra: str = "") -> str:
+    return f"| {label} | " + " | ".join(f"{metrics[k]:.4f}" for k in KEYS) + f" | {extra} |"
+
+
+def group_table(title: str, runs: list[str], variant: str | None, mark: dict | None, stage1: dict, stage2: dict) -> str:
+    names = [f"{r}-raserec-{variant}" if variant else r for r in runs]
+    found = [(base, n) for base, n in zip(runs, names) if n in (stage2 if variant else stage1)]
+    lines = [f"### {title}", "", "| run | " + " | ".join(KEYS) + " | |", "|---|" + "---|" * (len(KEYS) + 1)]
+    if not found:
+        return "\n".join(lines + ["| (no seed recorded yet) |" + " |" * (len(KEYS) + 1), ""])
+    per_seed = []
+    for base, n in found:
+        m = (stage2 if variant else stage1)[n]["metrics"]
+        per_seed.append((base, m))
+        lines.append(row(f"`{n}`", m))
+    mean = {k: statistics.fmean(m[k] for _, m in per_seed) for k in KEYS}
+    verdict = ""
+    if mark:
+        ok = all(mean[k] >= v for k, v in mark.items())
+        verdict = ("passes" if ok else "below") + " the mark " + ", ".join(f"{k} ≥ {v}" for k, v in mark.items())
+        if len(per_seed) < len(runs):
+            verdict += f" so far ({len(per_seed)} of {len(runs)} seeds)"
+    lines.append(row(f"**mean of {len(per_seed)}**", mean, verdict))
+    if len(per_seed) > 1:
+        lines.append(row("sample std", {k: statistics.stdev(m[k] for _, m in per_seed) for k in KEYS}))
+    if variant:
+        base_mean = {k: statistics.fmean(stage1[b]["metrics"][k] for b, _ in per_seed) for k in KEYS}
+        gain = {k: (mean[k] / base_mean[k] - 1) * 100 for k in KEYS}
+        lines.append(row("its encoders, same seeds", base_mean))
+        lines.append("| gain over them | " + " | ".join(f"{gain[k]:+.1f}%" for k in KEYS) + " | |")
+    return "\n".join(lines + [""])
+
+
+def main() -> int:
+    stage1, stage2 = load("stage1.jsonl"), load("stage2.jsonl")
+    print("\n".join(group_table(*g, stage1, stage2) for g in GROUPS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
