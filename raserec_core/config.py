@@ -62,7 +62,7 @@ class PretrainConfig:
     patience: int = 10
     valid_metric: str = "mrr@10"
     # random: uniformly shuffled instances, as the reference (RecBole) trained the logged DuoRec run;
-    # bucket: batches of similar-length instances (shuffled pools sorted by length), faster, but its
+    # bucket: batches of similar-length instances (shuffled pools sorted by length); its
     # length-homogeneous in-batch negatives cost DuoRec test quality (benchmarks/RESULTS.md);
     # sequence: a user's prefixes answered by one causal pass over their longest one (data/packing.py).
     batching: str = "random"
