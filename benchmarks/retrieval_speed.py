@@ -1,11 +1,11 @@
 """Retrieval speed on a real memory bank: our vectorised leakage filter vs a per-row Python filter
 written the way the reference code does it, and the whole retrieval vs the bare faiss search.
 
-    python benchmarks/retrieval_speed.py --data DIR --model DIR [--memory DIR] [--queries 1024] [--threads 2]
+    python benchmarks/retrieval_speed.py --data DIR --model DIR [--memory DIR] [--queries 1024] [--threads 2] [--output FILE]
 
 Builds the bank (IVF, nlist 128, nprobe 1) from --model unless --memory is given, takes the first
 --queries validation queries, K = 20 and 4K = 80 candidates, and reports medians over --repeats runs.
-Results go to stdout and to benchmarks/results/retrieval_speed.json.
+Results go to stdout and to --output (default benchmarks/results/retrieval_speed.json).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--output", default=str(HERE / "results" / "retrieval_speed.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import faiss
@@ -111,7 +112,7 @@ def main() -> int:
     }
     result["filter_speedup"] = result["filter_reference_ms"] / result["filter_ours_ms"]
     result["whole_over_bare"] = result["whole_retrieval_ms"] / result["bare_search_ms"]
-    out = HERE / "results" / "retrieval_speed.json"
+    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     result["command"] = " ".join(["python", "benchmarks/retrieval_speed.py", *sys.argv[1:]])
     out.write_text(json.dumps(result, indent=2) + "\n")
