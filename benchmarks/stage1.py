@@ -90,7 +90,7 @@ def main() -> int:
             "train_seconds": round(manifest["train_seconds"], 1),
             "wall_seconds_this_invocation": round(time.time() - t0, 1),
             "threads": __import__("torch").get_num_threads(),
-            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, never results (README)
+            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, not the computation (README)
             "metrics": metrics,
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def main() -> int:
             "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
             "train_seconds": round(manifest["train_seconds"], 1),
             "trainable_parameters": manifest["n_trainable_parameters"],
-            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, never results (README)
+            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, not the computation (README)
             "metrics": metrics, "stage1_metrics": s1["metrics"],
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
