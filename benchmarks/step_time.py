@@ -6,13 +6,16 @@ other, on an otherwise idle machine (``git worktree add /tmp/old <rev>`` and ``P
     python benchmarks/step_time.py --data benchmarks/runs/data/beauty --config configs/duorec.yaml \
         [--set pretrain.batching=random ...] [--steps 40] [--warmup 5] [--threads 1]
 
-Prints one JSON line: the median and mean step time in ms over ``--steps`` batches of one epoch order.
+Prints one JSON line: the median and mean step time in ms over ``--steps`` batches of one epoch order,
+and a hash of the weights after them (equal hashes: two set-ups, e.g. allocators, computed the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 import time
 
@@ -49,7 +52,7 @@ def main() -> int:
     encoder = build_encoder(cfg.model.backbone, ds.n_items, cfg.data.max_len, cfg.model,
                             1 if p.objective == "cl4srec" else 0)
     objective = build_objective(cfg, train, ds.n_items)
-    opt = torch.optim.Adam(encoder.parameters(), lr=p.lr)
+    opt = torch.optim.Adam(encoder.parameters(), lr=p.lr, fused=True)  # as training.loop
     g = torch.Generator().manual_seed(cfg.seed)
     order = (length_bucketed_batches(train.lengths, p.batch_size, g) if p.batching == "bucket"
              else random_batches(len(train), p.batch_size, g))
@@ -64,8 +67,12 @@ def main() -> int:
         if i >= args.warmup:
             times.append(1000 * (time.perf_counter() - start))
     times.sort()
+    digest = hashlib.sha256()
+    for tensor in encoder.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
     print(json.dumps({
         "code": raserec_core.__file__, "config": args.config, "set": args.overrides, "threads": args.threads,
+        "malloc": os.environ.get("LD_PRELOAD") or "glibc", "weights_sha256": digest.hexdigest()[:16],
         "steps": len(times), "median_ms": round(times[len(times) // 2], 1), "mean_ms": round(sum(times) / len(times), 1),
     }))
     return 0
