@@ -8,12 +8,11 @@ with the pass mark and, for RaSeRec, the gain over the stage-1 encoders of the s
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from stage2 import RESULTS as STAGE2, STAGE1, gain, load_jsonl  # this folder: the scripts that write the records
+
 KEYS = ("test/hr@5", "test/hr@10", "test/ndcg@5", "test/ndcg@10")
 
 # Beauty DuoRec seed 2020 with the configured (random) batches is named duorec_random: the name
@@ -32,26 +31,19 @@ GROUPS = [
 ]
 
 
-def load(name: str) -> dict[str, dict]:
-    path = HERE / "results" / name
-    if not path.exists():
-        return {}
-    return {r["name"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
-
-
 def row(label: str, metrics: dict[str, float], extra: str = "") -> str:
     return f"| {label} | " + " | ".join(f"{metrics[k]:.4f}" for k in KEYS) + f" | {extra} |"
 
 
 def group_table(title: str, runs: list[str], variant: str | None, mark: dict | None, stage1: dict, stage2: dict) -> str:
-    names = [f"{r}-raserec-{variant}" if variant else r for r in runs]
-    found = [(base, n) for base, n in zip(runs, names) if n in (stage2 if variant else stage1)]
+    records = stage2 if variant else stage1
+    found = [(base, n) for base in runs if (n := f"{base}-raserec-{variant}" if variant else base) in records]
     lines = [f"### {title}", "", "| run | " + " | ".join(KEYS) + " | |", "|---|" + "---|" * (len(KEYS) + 1)]
     if not found:
         return "\n".join(lines + ["| (no seed recorded yet) |" + " |" * (len(KEYS) + 1), ""])
     per_seed = []
     for base, n in found:
-        m = (stage2 if variant else stage1)[n]["metrics"]
+        m = records[n]["metrics"]
         per_seed.append((base, m))
         lines.append(row(f"`{n}`", m))
     mean = {k: statistics.fmean(m[k] for _, m in per_seed) for k in KEYS}
@@ -66,14 +58,13 @@ def group_table(title: str, runs: list[str], variant: str | None, mark: dict | N
         lines.append(row("sample std", {k: statistics.stdev(m[k] for _, m in per_seed) for k in KEYS}))
     if variant:
         base_mean = {k: statistics.fmean(stage1[b]["metrics"][k] for b, _ in per_seed) for k in KEYS}
-        gain = {k: (mean[k] / base_mean[k] - 1) * 100 for k in KEYS}
         lines.append(row("its encoders, same seeds", base_mean))
-        lines.append("| gain over them | " + " | ".join(f"{gain[k]:+.1f}%" for k in KEYS) + " | |")
+        lines.append("| gain over them | " + " | ".join(f"{gain(mean, base_mean, k):+.1f}%" for k in KEYS) + " | |")
     return "\n".join(lines + [""])
 
 
 def main() -> int:
-    stage1, stage2 = load("stage1.jsonl"), load("stage2.jsonl")
+    stage1, stage2 = load_jsonl(STAGE1), load_jsonl(STAGE2)
     print("\n".join(group_table(*g, stage1, stage2) for g in GROUPS))
     return 0
 
