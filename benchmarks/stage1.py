@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from records import append_jsonl, environment, load_jsonl  # this folder
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "stage1.jsonl"
 
@@ -48,12 +50,6 @@ RUNS = [
 ]
 
 
-def recorded() -> set[str]:
-    if not RESULTS.exists():
-        return set()
-    return {json.loads(line)["name"] for line in RESULTS.read_text().splitlines() if line.strip()}
-
-
 def sh(cmd: list[str], log: Path) -> None:
     print("$", " ".join(cmd), flush=True)
     with open(log, "a") as f:
@@ -68,7 +64,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    done = recorded()
+    done = set(load_jsonl(RESULTS))
     for dataset, model, seed, flags in RUNS:
         name = f"{dataset}-{model}-{seed}"
         if name in done or (args.only and name not in args.only):
@@ -89,13 +85,10 @@ def main() -> int:
             "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
             "train_seconds": round(manifest["train_seconds"], 1),
             "wall_seconds_this_invocation": round(time.time() - t0, 1),
-            "threads": __import__("torch").get_num_threads(),
-            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, not the computation (README)
+            **environment(),
             "metrics": metrics,
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_jsonl(RESULTS, record)
         print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ndcg@10 {metrics['test/ndcg@10']:.4f}", flush=True)
     return 0
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from records import append_jsonl, environment, gain, load_jsonl  # this folder
 
 HERE = Path(__file__).resolve().parent
 STAGE1 = HERE / "results" / "stage1.jsonl"
@@ -45,18 +46,6 @@ PLAN = [
     ("sports-duorec-2021", "paper"),
     ("sports-duorec-2022", "paper"),
 ]
-
-
-def load_jsonl(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["name"]: r for r in rows}
-
-
-def gain(metrics: dict, base: dict, key: str) -> float:
-    """Relative change in percent of ``metrics[key]`` over ``base[key]``."""
-    return (metrics[key] / base[key] - 1) * 100
 
 
 def sh(cmd: list[str], log: Path) -> float:
@@ -102,12 +91,10 @@ def main() -> int:
             "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
             "train_seconds": round(manifest["train_seconds"], 1),
             "trainable_parameters": manifest["n_trainable_parameters"],
-            "malloc": os.environ.get("LD_PRELOAD") or "glibc",  # changes times, not the computation (README)
+            **environment(),
             "metrics": metrics, "stage1_metrics": s1["metrics"],
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_jsonl(RESULTS, record)
         print(f"{name}: test hr@10 {metrics['test/hr@10']:.4f} ({gain(metrics, s1['metrics'], 'test/hr@10'):+.1f}%) "
               f"ndcg@10 {metrics['test/ndcg@10']:.4f} ({gain(metrics, s1['metrics'], 'test/ndcg@10'):+.1f}%)", flush=True)
     return 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import statistics
 import sys
 
-from stage2 import RESULTS as STAGE2, STAGE1, gain, load_jsonl  # this folder: the scripts that write the records
+from records import gain, load_jsonl  # this folder
+from stage2 import RESULTS as STAGE2  # the script that writes the records
+from stage2 import STAGE1
 
 KEYS = ("test/hr@5", "test/hr@10", "test/ndcg@5", "test/ndcg@10")
 
