@@ -4,10 +4,11 @@ A development measurement: compare two commits by running it in a checkout of ea
 other, on an otherwise idle machine (``git worktree add /tmp/old <rev>`` and ``PYTHONPATH=/tmp/old``).
 
     python benchmarks/step_time.py --data benchmarks/runs/data/beauty --config configs/duorec.yaml \
-        [--set pretrain.batching=random ...] [--steps 40] [--warmup 5] [--threads 1]
+        [--set pretrain.batching=random ...] [--steps 40] [--warmup 5] [--threads 1] [--device cpu]
 
 Prints one JSON line: the median and mean step time in ms over ``--steps`` batches of one epoch order,
 and a hash of the weights after them (equal hashes: two set-ups, e.g. allocators, computed the same).
+On CUDA each step ends with a synchronisation, so a step's time is its whole cost.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = ap.parse_args()
 
     import torch
 
     import raserec_core
+    from raserec_core.cli.device import resolve_device
     from raserec_core.config import load_config
     from raserec_core.data import read_dataset
     from raserec_core.data.batching import InstanceTensors
@@ -42,6 +45,8 @@ def main() -> int:
     from raserec_core.training.pretrain import build_objective
 
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = load_config(args.config, args.overrides)
     p = cfg.pretrain
     if p.batching == "sequence":
@@ -50,7 +55,7 @@ def main() -> int:
     train = InstanceTensors(ds.splits["train"])
     torch.manual_seed(cfg.seed)
     encoder = build_encoder(cfg.model.backbone, ds.n_items, cfg.data.max_len, cfg.model,
-                            1 if p.objective == "cl4srec" else 0)
+                            1 if p.objective == "cl4srec" else 0).to(device)
     objective = build_objective(cfg, train, ds.n_items)
     opt = torch.optim.Adam(encoder.parameters(), lr=p.lr, fused=True)  # as training.loop
     g = torch.Generator().manual_seed(cfg.seed)
@@ -60,10 +65,12 @@ def main() -> int:
     for i, rows in enumerate(order[: args.warmup + args.steps]):
         start = time.perf_counter()
         seqs, lengths = train.fetch(rows)
-        loss, _ = objective(encoder, Batch(rows, seqs, lengths, train.target[rows]), g)
+        batch = Batch(rows, seqs.to(device), lengths.to(device), train.target[rows].to(device))
+        loss, _ = objective(encoder, batch, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= args.warmup:
             times.append(1000 * (time.perf_counter() - start))
     times.sort()
@@ -72,7 +79,7 @@ def main() -> int:
         digest.update(tensor.detach().cpu().numpy().tobytes())
     print(json.dumps({
         "code": raserec_core.__file__, "config": args.config, "set": args.overrides, "threads": args.threads,
-        "malloc": os.environ.get("LD_PRELOAD") or "glibc", "weights_sha256": digest.hexdigest()[:16],
+        "device": str(device), "malloc": os.environ.get("LD_PRELOAD") or "glibc", "weights_sha256": digest.hexdigest()[:16],
         "steps": len(times), "median_ms": round(times[len(times) // 2], 1), "mean_ms": round(sum(times) / len(times), 1),
     }))
     return 0
