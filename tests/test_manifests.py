@@ -109,8 +109,10 @@ def test_dockerfile_pins_base_torch_and_runs_as_non_root():
     text = (MANIFESTS / "Dockerfile").read_text()
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
     assert froms[0] == "python:3.11.7-slim-bookworm" and ":latest" not in text
-    assert "torch==2.13.0" in text and 'pip install ".[all]"' in text
-    assert text.index("torch==2.13.0") < text.index('pip install ".[all]"')  # torch first, as in CI
+    assert "torch==2.13.0" in text and 'pip install ".[all,mimalloc]"' in text
+    assert text.index("torch==2.13.0") < text.index('pip install ".[all,mimalloc]"')  # torch first, as in CI
+    # the preloaded allocator is the one the install step linked and checked
+    assert "ENV LD_PRELOAD=/usr/local/lib/libmimalloc.so" in text and "ln -s" in text
     last_user = [line for line in text.splitlines() if line.startswith("USER ")][-1]
     assert last_user != "USER root" and last_user != "USER 0"
     from components.image import IMAGE
