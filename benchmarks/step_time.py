@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 
@@ -33,6 +32,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
+    from records import environment  # this folder
 
     import raserec_core
     from raserec_core.cli.device import resolve_device
@@ -79,7 +79,7 @@ def main() -> int:
         digest.update(tensor.detach().cpu().numpy().tobytes())
     print(json.dumps({
         "code": raserec_core.__file__, "config": args.config, "set": args.overrides, "threads": args.threads,
-        "device": str(device), "malloc": os.environ.get("LD_PRELOAD") or "glibc", "weights_sha256": digest.hexdigest()[:16],
+        "device": str(device), "malloc": environment()["malloc"], "weights_sha256": digest.hexdigest()[:16],
         "steps": len(times), "median_ms": round(times[len(times) // 2], 1), "mean_ms": round(sum(times) / len(times), 1),
     }))
     return 0
