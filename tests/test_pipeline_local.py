@@ -151,6 +151,8 @@ def test_one_parent_run_with_a_nested_run_per_step(local_runs):
         "evaluate", "preprocess", "pretrain"]
     assert sorted(children) == expected
     assert all(v[0].info.status == "FINISHED" for v in children.values())
+    if local_runs["full"] and sys.platform.startswith("linux"):  # `raserec run` preloads mimalloc into its steps
+        assert {v[0].data.tags[runs.TAG_ALLOCATOR] for v in children.values()} == {"mimalloc"}
     ev = children["evaluate"][0]
     assert "test_ndcg_at_10" in ev.data.metrics and "valid_ndcg_at_10" in ev.data.metrics
     assert "test_ndcg_at_10_pop_g1" in ev.data.metrics

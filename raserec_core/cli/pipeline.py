@@ -102,6 +102,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     from ..steps import StepError
     from ..storage import is_s3
     from ..tracking.runs import check_run_id
+    from .allocator import mimalloc_for_children
 
     config_yaml = resolved_config_yaml(args)  # fail on a bad config before anything starts
     if args.run_id:
@@ -126,7 +127,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     )
     # kfp's local runner prints the tasks' logs on stdout: they go to stderr, stdout keeps the result.
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), mimalloc_for_children():
             task = build(retries=False)(
                 data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
                 mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
