@@ -29,12 +29,14 @@ def main() -> int:
     ap.add_argument("--work", default=str(HERE / "runs"))
     args = ap.parse_args()
     out = HERE / "results" / "progress"
+    unfinished = 0
     for history in sorted(Path(args.work).glob("*/history.json")):
         run = history.parent
         partial = out / f"{run.name}.json"
         if (run / "metrics.json").exists():
             partial.unlink(missing_ok=True)  # finished: its record is in results/stage1.jsonl or stage2.jsonl
             continue
+        unfinished += 1
         records = json.loads(history.read_text())
         keep = ("epoch", "loss", "train_time", "valid_time", "valid/hr@10", "valid/ndcg@10", "valid/mrr@10")
         out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,8 @@ def main() -> int:
         metric = f"valid/{model_selection_metric(run)}"
         best = max(records, key=lambda r: r.get(metric, 0))
         print(f"{run.name}: {len(records)} epochs, best {metric} {best.get(metric)} at epoch {best['epoch']}")
+    if not unfinished:
+        print(f"no unfinished run under {args.work}")
     return 0
 
 
