@@ -20,11 +20,12 @@ from pathlib import Path
 log = logging.getLogger("raserec.cli")
 
 PRELOAD = "LD_PRELOAD"
+LINUX = sys.platform.startswith("linux")  # LD_PRELOAD and the wheel's libmimalloc.so are Linux's
 
 
 def mimalloc_library() -> Path | None:
     """The shared library of the ``cmeel-mimalloc`` wheel (``pip install -e .[all]`` on Linux), if installed."""
-    if not sys.platform.startswith("linux"):
+    if not LINUX:
         return None
     path = Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix" / "lib" / "libmimalloc.so"
     return path if path.is_file() else None
@@ -36,9 +37,9 @@ def mimalloc_for_children(environ: MutableMapping[str, str] = os.environ) -> Ite
 
     A user's own ``LD_PRELOAD`` wins, even an empty one (``LD_PRELOAD= raserec run ...`` keeps glibc).
     """
-    library = mimalloc_library()
-    if PRELOAD in environ or library is None:
-        if library is None and PRELOAD not in environ and sys.platform.startswith("linux"):
+    library = None if PRELOAD in environ else mimalloc_library()
+    if library is None:
+        if PRELOAD not in environ and LINUX:
             log.warning("mimalloc is not installed (pip install -e '.[all]'): long training steps run slower "
                         "under glibc's allocator")
         yield None

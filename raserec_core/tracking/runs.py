@@ -225,7 +225,7 @@ class StepRun:
 
 def process_allocator() -> str:
     """``mimalloc`` when this process has it mapped (``raserec run`` preloads it into its steps), else
-    ``system``: long CPU steps run ≈ 25% slower under glibc's, so a slow run's tags say which it had."""
+    ``system``: a long CPU step's epochs take ≈ 36% longer under glibc's, so a slow run's tags say why."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:  # not Linux
