@@ -42,11 +42,22 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     gru_dropout: float = 0.3  # GRU4Rec embedding dropout
+    layer: str = "postln"  # SASRec block: postln (published) | ligr (pre-norm, gated residuals, SwiGLU)
+    ff_multiplier: float = 0.0  # > 0: the feed-forward width is hidden_size × this, in place of inner_size
+
+    @property
+    def ffn_size(self) -> int:
+        """The feed-forward width the blocks use."""
+        return round(self.hidden_size * self.ff_multiplier) if self.ff_multiplier > 0 else self.inner_size
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     objective: str = "duorec"  # ce | duorec | cl4srec
+    # The next-item term of every objective: full softmax over all items, or sampled softmax against
+    # n_negatives items drawn uniformly per row (models/sampled_softmax.py).
+    softmax: str = "full"  # full | sampled
+    n_negatives: int = 256
     contrast: str = "us_x"  # un | su | us | us_x (DuoRec)
     lmd: float = 0.1  # weight of the unsupervised (dropout-view) term, and of CL4SRec's term
     lmd_sem: float = 0.1  # weight of the supervised (same-target) term
@@ -145,6 +156,8 @@ CHOICES = {
     "device": set(DEVICES),  # names from the edge that resolves them (cli.device)
     "data.format": {"auto", "seq", "csv", "tsv", "parquet", "inter"},
     "model.backbone": {"sasrec", "gru4rec"},
+    "model.layer": {"postln", "ligr"},
+    "pretrain.softmax": {"full", "sampled"},
     "pretrain.objective": {"ce", "duorec", "cl4srec"},
     "pretrain.contrast": {"un", "su", "us", "us_x"},
     "pretrain.sim": {"dot", "cos"},

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 
 from raserec_core.cli.device import DEVICES, resolve_device
@@ -157,6 +158,12 @@ def run_step(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A laptop is always shared. OpenMP threads that spin while a sibling waits for a core turn a busy
+    # neighbour into a many-fold slow-down; waiting passively keeps it near the CPU share the neighbour
+    # takes (benchmarks/RESULTS.md, Speed, "Shared CPU"). It must be set before torch loads its OpenMP
+    # runtime; a user's own value wins (an empty one keeps the runtime's default), and the pipeline's
+    # step processes inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

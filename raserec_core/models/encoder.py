@@ -33,12 +33,13 @@ def build_encoder(backbone: str, n_items: int, max_len: int, model_cfg, n_extra_
                 hidden_size=model_cfg.hidden_size,
                 n_layers=model_cfg.n_layers,
                 n_heads=model_cfg.n_heads,
-                inner_size=model_cfg.inner_size,
+                inner_size=model_cfg.ffn_size,
                 hidden_dropout=model_cfg.hidden_dropout,
                 attn_dropout=model_cfg.attn_dropout,
                 layer_norm_eps=model_cfg.layer_norm_eps,
                 initializer_range=model_cfg.initializer_range,
                 n_extra_tokens=n_extra_tokens,
+                layer=model_cfg.layer,
             )
         )
     if backbone == "gru4rec":

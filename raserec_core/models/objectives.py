@@ -15,8 +15,11 @@ import torch.nn.functional as F
 
 from .encoder import encode_by_length, encode_packed, encode_views
 from .full_softmax import full_softmax_ce
+from .sampled_softmax import sampled_softmax_ce
 
 Fetch = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # rows -> (seqs, lengths)
+# (h (B, D), item table (N, D), target (B,), generator) -> scalar: the next-item term of every objective
+NextItemLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
 
 @dataclass
@@ -65,6 +68,15 @@ def next_item_ce(h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor
     return full_softmax_ce(h, item_table, target)
 
 
+def next_item_loss(softmax: str = "full", n_negatives: int = 256) -> NextItemLoss:
+    """The next-item term: ``full`` softmax over every item, or ``sampled`` against uniform negatives."""
+    if softmax == "full":
+        return lambda h, table, target, generator: next_item_ce(h, table, target)
+    if softmax == "sampled":
+        return lambda h, table, target, generator: sampled_softmax_ce(h, table, target, n_negatives, generator)
+    raise ValueError(f"unknown softmax {softmax!r} (expected full or sampled)")
+
+
 def info_nce(z_i: torch.Tensor, z_j: torch.Tensor, tau: float = 1.0, sim: str = "dot") -> torch.Tensor:
     """NT-Xent: row k's positive is its partner k±N, the other 2N-2 rows are negatives."""
     n = z_i.shape[0]
@@ -103,12 +115,13 @@ class SameTargetSampler:
 
 
 class CrossEntropyObjective:
-    def __init__(self, length_chunks: int = 1):
+    def __init__(self, length_chunks: int = 1, next_item: NextItemLoss | None = None):
         self.length_chunks = length_chunks
+        self.next_item = next_item or next_item_loss()
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
         h = encode_batch(encoder, batch, self.length_chunks)
-        loss = next_item_ce(h, encoder.item_table, batch.target)
+        loss = self.next_item(h, encoder.item_table, batch.target, generator)
         return loss, {"rec": loss.detach()}
 
 
@@ -119,12 +132,14 @@ class DuoRecObjective:
     def __init__(
         self, sampler: SameTargetSampler, fetch: Fetch, contrast: str = "us_x", lmd: float = 0.1,
         lmd_sem: float = 0.1, tau: float = 1.0, sim: str = "dot", length_chunks: int = 1,
+        next_item: NextItemLoss | None = None,
     ):
         if contrast not in {"un", "su", "us", "us_x"}:
             raise ValueError(f"unknown DuoRec contrast mode {contrast!r}")
         self.sampler, self.fetch = sampler, fetch
         self.contrast, self.lmd, self.lmd_sem, self.tau, self.sim = contrast, lmd, lmd_sem, tau, sim
         self.length_chunks = length_chunks
+        self.next_item = next_item or next_item_loss()
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
         # h' (unsupervised view) is the batch again under other dropout masks; h_s encodes the positives.
@@ -132,7 +147,7 @@ class DuoRecObjective:
         views = [self.fetch(self.sampler(batch.rows, generator))] if self.contrast in {"su", "us", "us_x"} else []
         own, sem = encode_with_views(encoder, batch, n_own, views, self.length_chunks)
         h, h_aug, h_sem = own[0], own[-1], (sem[0] if sem else None)
-        rec = next_item_ce(h, encoder.item_table, batch.target)
+        rec = self.next_item(h, encoder.item_table, batch.target, generator)
         parts = {"rec": rec.detach()}
         loss = rec
         if self.contrast in {"un", "us"}:
@@ -197,15 +212,16 @@ class CL4SRecObjective:
 
     def __init__(
         self, mask_token: int, crop: float = 0.6, mask: float = 0.3, reorder: float = 0.6, lmd: float = 0.1,
-        tau: float = 1.0, sim: str = "dot", length_chunks: int = 1,
+        tau: float = 1.0, sim: str = "dot", length_chunks: int = 1, next_item: NextItemLoss | None = None,
     ):
         self.mask_token, self.ratios = mask_token, (crop, mask, reorder)
         self.lmd, self.tau, self.sim, self.length_chunks = lmd, tau, sim, length_chunks
+        self.next_item = next_item or next_item_loss()
 
     def __call__(self, encoder, batch: Batch, generator: torch.Generator | None = None):
         v1 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
         v2 = cl4srec_views(batch.seqs, batch.lengths, self.mask_token, *self.ratios, generator=generator)
         (h,), (z1, z2) = encode_with_views(encoder, batch, 1, [v1, v2], self.length_chunks)
-        rec = next_item_ce(h, encoder.item_table, batch.target)
+        rec = self.next_item(h, encoder.item_table, batch.target, generator)
         cl = info_nce(z1, z2, self.tau, self.sim)
         return rec + self.lmd * cl, {"rec": rec.detach(), "cl": cl.detach()}

@@ -33,6 +33,7 @@ class SASRecConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     n_extra_tokens: int = 0  # e.g. CL4SRec's [mask] token, embedded but never scored
+    layer: str = "postln"  # postln: the published block; ligr: pre-norm, gated residuals, SwiGLU (models/ligr.py)
 
 
 class SelfAttention(nn.Module):
@@ -69,6 +70,16 @@ class Block(nn.Module):
         return self.ffn(self.attn(x))
 
 
+def _block(cfg: SASRecConfig) -> nn.Module:
+    if cfg.layer == "ligr":
+        from .ligr import LiGRBlock
+
+        return LiGRBlock(cfg.hidden_size, cfg.n_heads, cfg.inner_size, cfg.hidden_dropout, cfg.attn_dropout, cfg.layer_norm_eps)
+    if cfg.layer == "postln":
+        return Block(cfg)
+    raise ValueError(f"unknown SASRec layer {cfg.layer!r} (expected postln or ligr)")
+
+
 class SASRec(nn.Module):
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
@@ -78,7 +89,9 @@ class SASRec(nn.Module):
         self.position_embedding = nn.Embedding(cfg.max_len, cfg.hidden_size)
         self.input_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.input_dropout = Dropout(cfg.hidden_dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(_block(cfg) for _ in range(cfg.n_layers))
+        # A pre-norm stack leaves its residual stream unnormalised: one LayerNorm closes it.
+        self.output_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.layer == "ligr" else nn.Identity()
         self.apply(partial(init_weights, std=cfg.initializer_range))
 
     @property
@@ -92,7 +105,7 @@ class SASRec(nn.Module):
         x = self.input_dropout(self.input_norm(self.item_embedding(seqs) + self.position_embedding(pos)))
         for block in self.blocks:
             x = block(x)
-        return x
+        return self.output_norm(x)
 
     def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """seqs (B, L) right-padded item indices, lengths (B,) >= 1 -> (B, D) at position len-1."""

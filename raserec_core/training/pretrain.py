@@ -23,6 +23,7 @@ from ..models.objectives import (
     DuoRecObjective,
     Packed,
     SameTargetSampler,
+    next_item_loss,
 )
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
@@ -32,16 +33,18 @@ log = logging.getLogger("raserec.pretrain")
 
 def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
     p = cfg.pretrain
+    next_item = next_item_loss(p.softmax, p.n_negatives)
     if p.objective == "ce":
-        return CrossEntropyObjective(p.length_chunks)
+        return CrossEntropyObjective(p.length_chunks, next_item)
     if p.objective == "duorec":
         return DuoRecObjective(
-            SameTargetSampler(train.target), train.fetch, p.contrast, p.lmd, p.lmd_sem, p.tau, p.sim, p.length_chunks
+            SameTargetSampler(train.target), train.fetch, p.contrast, p.lmd, p.lmd_sem, p.tau, p.sim, p.length_chunks,
+            next_item,
         )
     if p.objective == "cl4srec":
         return CL4SRecObjective(
             mask_token=n_items, crop=p.crop_ratio, mask=p.mask_ratio, reorder=p.reorder_ratio, lmd=p.lmd,
-            tau=p.tau, sim=p.sim, length_chunks=p.length_chunks,
+            tau=p.tau, sim=p.sim, length_chunks=p.length_chunks, next_item=next_item,
         )
     raise ValueError(f"unknown objective {p.objective!r}")
 
