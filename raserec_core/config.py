@@ -45,7 +45,7 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
-        num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:g}"  # noqa: E731
+        num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:g}"
         if self.hi is None:
             return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
         if self.lo is None:
@@ -140,6 +140,8 @@ class MemoryConfig:
     nlist: int = ranged(128, "[1, inf)")
     nprobe: int = ranged(1, "[1, inf)")
     pq_m: int = ranged(8, "[1, inf)")
+    # A bank too small for ivf/ivfpq (39 entries per list; 256 for PQ): an error, or with this an exact Flat index.
+    allow_fallback: bool = False
     # Which training entries the bank keeps (memory-bank partition ablation; see memory/partition.py).
     partition: str = "none"  # none | length | popularity | random | time
     partition_fraction: float = ranged(1.0, "(0, 1]")
