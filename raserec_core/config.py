@@ -1,7 +1,7 @@
 """Typed configuration: nested frozen dataclasses, loaded from YAML plus dotted ``--set`` overrides.
 
 Unknown keys are errors (never a silent ``None``). Defaults are those of the logged runs that produced
-the paper's numbers (SPEC §2 for stage 1, §4 for stage 2).
+the paper's numbers (docs/method.md §2 for stage 1, §4 for stage 2).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class FinetuneConfig:
     dropout: float = ranged(0.5, "[0, 1)")
     n_heads: int = ranged(2, "[1, inf)")
     inner_size: int = ranged(256, "[1, inf)")
-    # Deviations of the reference code from the paper, as named options (SPEC §4). Defaults: the code.
+    # Deviations of the reference code from the paper, as named options (docs/method.md §4). Defaults: the code.
     cross_attn_residual_ln: bool = False
     retrieval_position_embedding: bool = False
     length_gate: int = ranged(0, "[0, inf)")  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)

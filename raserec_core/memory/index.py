@@ -1,6 +1,6 @@
 """Vector indexes behind one interface: ``add``, ``search(queries, k) -> (scores, ids)``, ``save``, ``load``.
 
-Similarity is the inner product of L2-normalised vectors (cosine), as the reference (SPEC §3). The brute
+Similarity is the inner product of L2-normalised vectors (cosine), as the reference (docs/method.md §3). The brute
 force torch index is the reference implementation; the faiss ones (Flat, IVF-Flat, IVF-PQ) are what runs
 in production. Missing results are id -1 with score -inf. faiss is imported in this module only.
 """
@@ -133,7 +133,7 @@ class FaissIndex:
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         import faiss
 
-        # This build's default BLAS threshold makes exact search 6-7x slower (ECOSYSTEM.md).
+        # This build's default BLAS threshold makes exact search 6-7x slower (docs/method.md §7).
         faiss.cvar.distance_compute_blas_threshold = 20
         scores, ids = self.index.search(normalize(queries).numpy(), k)
         scores = torch.from_numpy(scores)
