@@ -1,6 +1,8 @@
 """Typed configuration: nested frozen dataclasses, loaded from YAML plus dotted ``--set`` overrides.
 
-Unknown keys are errors (never a silent ``None``). Defaults are those of the logged runs that produced
+Unknown keys are errors (never a silent ``None``); every numeric key declares its allowed interval next
+to its default (``ranged``) and every named choice is in ``CHOICES``, both checked at load, so a bad
+value fails naming the key, the value and what is allowed. Defaults are those of the logged runs that produced
 the paper's numbers (docs/method.md §2 for stage 1, §4 for stage 2).
 """
 
