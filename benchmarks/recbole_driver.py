@@ -72,7 +72,7 @@ def main() -> int:
         "user_inter_num_interval": "[0,inf)",
         "item_inter_num_interval": "[0,inf)",
         "MAX_ITEM_LIST_LENGTH": 50,
-        # model: SASRec as SPEC §2
+        # model: SASRec as docs/method.md §2
         "n_layers": 2,
         "n_heads": 2,
         "hidden_size": 64,

@@ -51,7 +51,7 @@ def register(
         params={"model_name": model_name},
     ) as t:
         t.record(
-            steps.register(data.path, model.path, t.cfg, t.device, valid_ndcg_at_10, model_name=model_name, memory=memory.path,
+            steps.register(data.path, model.path, t.device, valid_ndcg_at_10, model_name=model_name, memory=memory.path,
                            tracking_uri=t.run.tracking_uri, run_id=t.run.run_id),
             registration=registration,
         )

@@ -1,12 +1,15 @@
 """Typed configuration: nested frozen dataclasses, loaded from YAML plus dotted ``--set`` overrides.
 
-Unknown keys are errors (never a silent ``None``). Defaults are those of the logged runs that produced
-the paper's numbers (SPEC §2 for stage 1, §4 for stage 2).
+Unknown keys are errors (never a silent ``None``); every numeric key declares its allowed interval next
+to its default (``ranged``) and every named choice is in ``CHOICES``, both checked at load, so a bad
+value fails naming the key, the value and what is allowed. Defaults are those of the logged runs that produced
+the paper's numbers (docs/method.md §2 for stage 1, §4 for stage 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,9 +24,47 @@ from .errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Range:
+    """An interval of allowed values; ``None`` leaves a side unbounded. Written as in mathematics:
+    ``"[0, 1)"``, ``"(0, inf)"``; shown in errors as ``[0, 1)`` or ``>= 1``."""
+
+    lo: float | None
+    hi: float | None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        m = re.fullmatch(r"\s*([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])\s*", text)
+        if not m:
+            raise ValueError(f"not an interval: {text!r}")
+        lo, hi = (None if v in ("-inf", "inf") else float(v) for v in m.group(2, 3))
+        return cls(lo, hi, m.group(1) == "(", m.group(4) == ")")
+
+    def __contains__(self, value: float) -> bool:
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return above and below
+
+    def __str__(self) -> str:
+        num = lambda v: str(int(v)) if float(v).is_integer() else f"{v:g}"
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+        return f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+
+
+def ranged(default: Any, interval: str) -> Any:
+    """A numeric setting with its allowed interval, checked at load (for a tuple: each element)."""
+    return field(default=default, metadata={"range": Range.parse(interval)})
+
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    k_core: int = 5  # iterative k-core on users and items; 0 switches it off (preprocess only)
-    max_len: int = 50  # sliding window: only the last max_len items of a prefix are kept
+    k_core: int = ranged(5, "[0, inf)")  # iterative k-core on users and items; 0 switches it off (preprocess only)
+    max_len: int = ranged(50, "[1, inf)")  # sliding window: only the last max_len items of a prefix are kept
     format: str = "auto"  # auto | seq | csv | tsv | parquet | inter
     user_col: str = "user_id"
     item_col: str = "item_id"
@@ -33,17 +74,17 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "sasrec"  # sasrec | gru4rec
-    hidden_size: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout: float = 0.5
-    attn_dropout: float = 0.5
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    gru_dropout: float = 0.3  # GRU4Rec embedding dropout
+    hidden_size: int = ranged(64, "[1, inf)")
+    n_layers: int = ranged(2, "[1, inf)")
+    n_heads: int = ranged(2, "[1, inf)")
+    inner_size: int = ranged(256, "[1, inf)")
+    hidden_dropout: float = ranged(0.5, "[0, 1)")
+    attn_dropout: float = ranged(0.5, "[0, 1)")
+    layer_norm_eps: float = ranged(1e-12, "(0, inf)")
+    initializer_range: float = ranged(0.02, "(0, inf)")
+    gru_dropout: float = ranged(0.3, "[0, 1)")  # GRU4Rec embedding dropout
     layer: str = "postln"  # SASRec block: postln (published) | ligr (pre-norm, gated residuals, SwiGLU)
-    ff_multiplier: float = 0.0  # > 0: the feed-forward width is hidden_size × this, in place of inner_size
+    ff_multiplier: float = ranged(0.0, "[0, inf)")  # > 0: the feed-forward width is hidden_size × this, in place of inner_size
 
     @property
     def ffn_size(self) -> int:
@@ -55,22 +96,22 @@ class ModelConfig:
 class PretrainConfig:
     objective: str = "duorec"  # ce | duorec | cl4srec
     # The next-item term of every objective: full softmax over all items, or sampled softmax against
-    # n_negatives items drawn uniformly per row (models/sampled_softmax.py).
+    # n_negatives items drawn uniformly per batch (models/sampled_softmax.py).
     softmax: str = "full"  # full | sampled
-    n_negatives: int = 256
+    n_negatives: int = ranged(256, "[1, inf)")
     contrast: str = "us_x"  # un | su | us | us_x (DuoRec)
-    lmd: float = 0.1  # weight of the unsupervised (dropout-view) term, and of CL4SRec's term
-    lmd_sem: float = 0.1  # weight of the supervised (same-target) term
-    tau: float = 1.0
+    lmd: float = ranged(0.1, "[0, inf)")  # weight of the unsupervised (dropout-view) term, and of CL4SRec's term
+    lmd_sem: float = ranged(0.1, "[0, inf)")  # weight of the supervised (same-target) term
+    tau: float = ranged(1.0, "(0, inf)")
     sim: str = "dot"  # dot | cos
-    crop_ratio: float = 0.6
-    mask_ratio: float = 0.3
-    reorder_ratio: float = 0.6
-    epochs: int = 75
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
+    crop_ratio: float = ranged(0.6, "(0, 1]")
+    mask_ratio: float = ranged(0.3, "[0, 1]")
+    reorder_ratio: float = ranged(0.6, "[0, 1]")
+    epochs: int = ranged(75, "[1, inf)")
+    batch_size: int = ranged(256, "[1, inf)")
+    lr: float = ranged(1e-3, "(0, inf)")
+    weight_decay: float = ranged(0.0, "[0, inf)")
+    patience: int = ranged(10, "[1, inf)")
     valid_metric: str = "mrr@10"
     # random: uniformly shuffled instances, as the reference (RecBole) trained the logged DuoRec run;
     # bucket: batches of similar-length instances (shuffled pools sorted by length); its
@@ -80,58 +121,60 @@ class PretrainConfig:
     # Encode a batch of mixed lengths in at most this many length-sorted groups, each padded only to its
     # own longest sequence (models.encoder.length_groups picks the cheapest cut). Exact: with a causal
     # mask and right padding, position len-1 never sees padding.
-    length_chunks: int = 4
+    length_chunks: int = ranged(4, "[1, inf)")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    epochs: int = 100
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
+    epochs: int = ranged(100, "[1, inf)")
+    batch_size: int = ranged(1024, "[1, inf)")
+    lr: float = ranged(1e-3, "(0, inf)")
+    weight_decay: float = ranged(0.0, "[0, inf)")
+    patience: int = ranged(10, "[1, inf)")
     valid_metric: str = "hr@10"
-    top_k: int = 20
-    candidate_factor: int = 4  # ask the index for candidate_factor * top_k before the leakage filter
-    alpha: float = 0.5
-    beta: float = 1.0
-    attn_tau: float = 1.0
-    dropout: float = 0.5
-    n_heads: int = 2
-    inner_size: int = 256
-    # Deviations of the reference code from the paper, as named options (SPEC §4). Defaults: the code.
+    top_k: int = ranged(20, "[1, inf)")
+    candidate_factor: int = ranged(4, "[1, inf)")  # ask the index for candidate_factor * top_k before the leakage filter
+    alpha: float = ranged(0.5, "[0, 1]")
+    beta: float = ranged(1.0, "[0, 1]")
+    attn_tau: float = ranged(1.0, "(0, inf)")
+    dropout: float = ranged(0.5, "[0, 1)")
+    n_heads: int = ranged(2, "[1, inf)")
+    inner_size: int = ranged(256, "[1, inf)")
+    # Deviations of the reference code from the paper, as named options (docs/method.md §4). Defaults: the code.
     cross_attn_residual_ln: bool = False
     retrieval_position_embedding: bool = False
-    length_gate: int = 0  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
+    length_gate: int = ranged(0, "[0, inf)")  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
     channel2_retrieval: str = "shared"  # shared (the code) | target: tar->seq retrieves by target similarity
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
     index_type: str = "ivf"  # brute | flat | ivf | ivfpq
-    nlist: int = 128
-    nprobe: int = 1
-    pq_m: int = 8
+    nlist: int = ranged(128, "[1, inf)")
+    nprobe: int = ranged(1, "[1, inf)")
+    pq_m: int = ranged(8, "[1, inf)")
+    # A bank too small for ivf/ivfpq (39 entries per list; 256 for PQ): an error, or with this an exact Flat index.
+    allow_fallback: bool = False
     # Which training entries the bank keeps (memory-bank partition ablation; see memory/partition.py).
     partition: str = "none"  # none | length | popularity | random | time
-    partition_fraction: float = 1.0
+    partition_fraction: float = ranged(1.0, "(0, 1]")
     partition_side: str = "head"  # head | tail
-    len_lower_bound: int = 0  # 0 = unset; the reference code's length rule, applied in every partition
-    len_upper_bound: int = 0
+    len_lower_bound: int = ranged(0, "[0, inf)")  # 0 = unset; the reference code's length rule, applied in every partition
+    len_upper_bound: int = ranged(0, "[0, inf)")
     len_bound_reverse: bool = True
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    ks: tuple[int, ...] = (5, 10, 20, 50)
+    ks: tuple[int, ...] = ranged((5, 10, 20, 50), "[1, inf)")
     mask_history: bool = False
-    batch_size: int = 256  # queries scored at once: a (256, 12k) score block stays in cache
-    topk: int = 50  # length of the dumped top-K lists
+    batch_size: int = ranged(256, "[1, inf)")  # queries scored at once: a (256, 12k) score block stays in cache
+    topk: int = ranged(50, "[1, inf)")  # length of the dumped top-K lists
 
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = 2020
+    seed: int = ranged(2020, "[0, 4294967295]")
     device: str = "auto"  # one of cli.device.DEVICES, resolved at the edge
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -219,11 +262,18 @@ def _coerce(path: str, value: Any, typ: Any) -> Any:
     return value
 
 
+def _check_range(path: str, value: Any, allowed: Range | None) -> None:
+    for v in value if isinstance(value, tuple) else (value,):
+        if allowed is not None and v not in allowed:
+            raise ConfigError(f"config key '{path}': {v!r} is out of range (allowed: {allowed})")
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    ranges = {f.name: f.metadata.get("range") for f in dataclasses.fields(cls)}
+    names = set(ranges)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
@@ -240,6 +290,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             allowed = CHOICES.get(path)
             if allowed and kwargs[name] not in allowed:
                 raise ConfigError(f"config key '{path}': {kwargs[name]!r} is not one of {sorted(allowed)}")
+            _check_range(path, kwargs[name], ranges[name])
     return cls(**kwargs)
 
 

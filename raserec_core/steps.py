@@ -279,7 +279,7 @@ def evaluate(
 
 
 def register(
-    data: str | Path, model: str | Path, cfg: Config, device, valid_ndcg_at_10: float, model_name: str = "raserec",
+    data: str | Path, model: str | Path, device, valid_ndcg_at_10: float, model_name: str = "raserec",
     memory: str | Path | None = None, tracking_uri: str = "", run_id: str = "",
 ) -> dict[str, Any]:
     """Log the model (with a serving memory bank of everything known) as an MLflow pyfunc model in run

@@ -95,6 +95,20 @@ def test_bad_config_key_exits_2_naming_the_key(tmp_path, capsys):
     assert not (tmp_path / "ds").exists()
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--k-core", "-5"], "'data.k_core': -5 is out of range (allowed: >= 0)"),
+    (["--set", "data.max_len=0"], "'data.max_len': 0 is out of range (allowed: >= 1)"),
+    (["--set", "data.max_len=-3"], "'data.max_len': -3 is out of range (allowed: >= 1)"),
+])
+def test_out_of_range_setting_exits_2_before_reading_the_input(tmp_path, capsys, flags, message):
+    src = tmp_path / "log.txt"
+    src.write_text("u 1 2 3\n")
+    assert preprocess(src, tmp_path / "ds", *flags) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert not (tmp_path / "ds").exists()
+
+
 def test_bad_choice_on_the_command_line_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["preprocess", "--input", "x", "--output", "y", "--format", "xlsx"])

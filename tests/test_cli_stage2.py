@@ -53,16 +53,30 @@ def finetuned(tmp_path_factory, wide_dataset_dir, trained_model_dir, bank, tiny_
 def test_index_prints_the_manifest(bank, trained_model_dir):
     out, manifest = bank
     assert manifest == json.loads((out / "manifest.json").read_text())
-    assert manifest["entries"] == 150 and manifest["dim"] == 16 and manifest["index_type"] == "flat"
+    assert manifest["entries"] == 150 and manifest["dim"] == 16 and manifest["index_type_built"] == "flat"
     assert manifest["encoder_sha256"] == json.loads((trained_model_dir / "model.json").read_text())["encoder_sha256"]
 
 
-def test_index_ivf_on_a_small_bank_falls_back_to_flat(wide_dataset_dir, trained_model_dir, tiny_args, tmp_path, caplog):
+def test_index_ivf_on_a_small_bank_is_an_error_naming_bank_size_and_need(
+    wide_dataset_dir, trained_model_dir, tiny_args, tmp_path, capsys
+):
+    rc = main(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
+               str(tmp_path / "bank"), "--index-type", "ivf", *tiny_args()])
+    assert rc == 2
+    assert "150 entries, fewer than the 4992 that ivf with nlist=128 needs" in capsys.readouterr().err
+    assert not (tmp_path / "bank").exists()
+
+
+def test_index_ivf_on_a_small_bank_falls_back_to_flat_when_allowed(
+    wide_dataset_dir, trained_model_dir, tiny_args, tmp_path, caplog
+):
     with caplog.at_level(logging.WARNING, logger="raserec.memory"):
         rc, manifest = run(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
-                            str(tmp_path / "bank"), "--index-type", "ivf", "--nprobe", "3", *tiny_args()])
+                            str(tmp_path / "bank"), "--index-type", "ivf", "--nprobe", "3",
+                            *tiny_args("memory.allow_fallback=true")])
     assert rc == 0
-    assert manifest["index_type"] == "flat" and manifest["index_type_requested"] == "ivf"
+    assert manifest["index_type_built"] == "flat" and manifest["index_type_requested"] == "ivf"
+    assert manifest["allow_fallback"] is True
     assert manifest["nlist"] == 128 and manifest["nprobe"] == 3
     assert any("150 entries, fewer than the 4992 that ivf with nlist=128 needs" in r.getMessage() for r in caplog.records)
 
@@ -71,7 +85,7 @@ def test_index_of_a_partition(wide_dataset_dir, trained_model_dir, tiny_args, tm
     rc, manifest = run(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
                         str(tmp_path / "bank"), "--index-type", "brute", *tiny_args(
                             "memory.partition=random", "memory.partition_fraction=0.5")])
-    assert rc == 0 and manifest["index_type"] == "brute" and manifest["index_file"] == "index.pt"
+    assert rc == 0 and manifest["index_type_built"] == "brute" and manifest["index_file"] == "index.pt"
     assert 50 <= manifest["entries"] <= 100  # about half of the 150 training instances
 
 
@@ -203,7 +217,7 @@ def test_recommender_searches_with_the_nprobe_the_model_was_evaluated_with(wide_
     ivf = tmp_path / "ivf"
     rc, manifest = run(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
                         str(ivf), "--index-type", "ivf", "--nlist", "2", "--nprobe", "2", *tiny_args()])
-    assert rc == 0 and manifest["index_type"] == "ivf" and manifest["nprobe"] == 2
+    assert rc == 0 and manifest["index_type_built"] == "ivf" and manifest["nprobe"] == 2
     out = tmp_path / "ft"
     rc, _ = run(["finetune", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--memory", str(ivf),
                  "--output", str(out), *tiny_args(*FINETUNE, "finetune.epochs=1")])

@@ -160,7 +160,7 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
         registration=reg, model_name="toy", alpha=0.3, **common,
     )
     args, kw = fakes["register"].calls[0]
-    assert args[:2] == (data.path, tuned.path) and str(args[3]) == "cpu" and args[4] == 0.25
+    assert args == (data.path, tuned.path, args[2], 0.25) and str(args[2]) == "cpu"
     assert kw["model_name"] == "toy" and kw["memory"] == memory.path and kw["tracking_uri"] == uri
     assert json.loads(Path(reg.path).read_text())["alias"] == "challenger"  # facts kept as the artifact's file
     assert reg.metadata["alias"] == "challenger"

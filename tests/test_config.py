@@ -189,3 +189,84 @@ def test_resolve_device():
 def test_cli_without_flags_keeps_defaults():
     cfg = load(build_parser().parse_args(["pretrain", "--data", "d", "--output", "o"]))
     assert cfg == Config()
+
+
+# ---- ranges ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("finetune.alpha=5", "'finetune.alpha': 5.0 is out of range (allowed: [0, 1])"),  # closed interval
+    ("finetune.beta=-2", "'finetune.beta': -2.0 is out of range (allowed: [0, 1])"),
+    ("model.hidden_dropout=1.5", "'model.hidden_dropout': 1.5 is out of range (allowed: [0, 1))"),
+    ("finetune.dropout=1", "'finetune.dropout': 1.0 is out of range (allowed: [0, 1))"),  # open upper end
+    ("memory.partition_fraction=1.7", "'memory.partition_fraction': 1.7 is out of range (allowed: (0, 1])"),
+    ("memory.partition_fraction=0", "'memory.partition_fraction': 0.0 is out of range (allowed: (0, 1])"),
+    ("pretrain.lr=0", "'pretrain.lr': 0.0 is out of range (allowed: > 0)"),  # open lower end, no upper
+    ("finetune.top_k=0", "'finetune.top_k': 0 is out of range (allowed: >= 1)"),
+    ("memory.nprobe=0", "'memory.nprobe': 0 is out of range (allowed: >= 1)"),
+    ("memory.nlist=0", "'memory.nlist': 0 is out of range (allowed: >= 1)"),
+    ("data.max_len=0", "'data.max_len': 0 is out of range (allowed: >= 1)"),
+    ("data.max_len=-3", "'data.max_len': -3 is out of range (allowed: >= 1)"),
+    ("data.k_core=-5", "'data.k_core': -5 is out of range (allowed: >= 0)"),
+    ("pretrain.epochs=-1", "'pretrain.epochs': -1 is out of range (allowed: >= 1)"),
+    ("finetune.batch_size=0", "'finetune.batch_size': 0 is out of range (allowed: >= 1)"),
+    ("eval.ks=[5,0,10]", "'eval.ks': 0 is out of range (allowed: >= 1)"),  # each element of a tuple
+    ("seed=-1", "'seed': -1 is out of range (allowed: [0, 4294967295])"),
+])
+def test_ranges_are_enforced_naming_key_value_and_range(item, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [item])
+    assert f"config key {message}" in str(err.value)
+
+
+def test_range_ends_are_inclusive_where_declared():
+    cfg = load_config(None, [
+        "finetune.alpha=0", "finetune.beta=1", "model.hidden_dropout=0", "memory.partition_fraction=1",
+        "data.k_core=0", "data.max_len=1", "finetune.top_k=1", "eval.ks=[1]",
+    ])
+    assert (cfg.finetune.alpha, cfg.finetune.beta, cfg.memory.partition_fraction) == (0.0, 1.0, 1.0)
+    assert (cfg.data.k_core, cfg.data.max_len, cfg.eval.ks) == (0, 1, (1,))
+
+
+def test_range_error_in_a_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("memory:\n  nprobe: 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "'memory.nprobe': 0 is out of range" in str(err.value)
+
+
+def test_every_numeric_setting_declares_its_range():
+    import typing
+
+    def walk(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            typ = hints[f.name]
+            if dataclasses.is_dataclass(typ):
+                yield from walk(typ, f"{prefix}{f.name}.")
+            elif typ in (int, float) or typing.get_origin(typ) is tuple:
+                yield f"{prefix}{f.name}", f.metadata.get("range")
+
+    settings = dict(walk(Config))
+    assert len(settings) > 40
+    assert [k for k, r in settings.items() if r is None] == []
+    # the defaults lie inside their own ranges
+    default = Config().to_dict()
+    for key, allowed in settings.items():
+        value = default
+        for part in key.split("."):
+            value = value[part]
+        assert all(v in allowed for v in (value if isinstance(value, list) else [value])), key
+
+
+def test_range_parses_and_prints_intervals():
+    from raserec_core.config import Range
+
+    assert str(Range.parse("[0, 1)")) == "[0, 1)"
+    assert str(Range.parse("(0, inf)")) == "> 0"
+    assert str(Range.parse("[1, inf)")) == ">= 1"
+    assert str(Range.parse("(-inf, 2.5]")) == "<= 2.5"
+    assert 0 in Range.parse("[0, 1)") and 1 not in Range.parse("[0, 1)") and 0 not in Range.parse("(0, 1]")
+    with pytest.raises(ValueError, match="not an interval"):
+        Range.parse("0..1")

@@ -47,7 +47,7 @@ def cuda_run(tmp_path_factory, wide_dataset_dir, tiny_args):
     cuda = lambda *extra: [*tiny_args(*extra), "--device", "cuda"]
     data = ["--data", str(wide_dataset_dir)]
     run(["pretrain", *data, "--output", str(root / "enc"), *cuda("pretrain.epochs=2")])
-    run(["index", *data, "--model", str(root / "enc"), "--output", str(root / "bank"), *cuda()])
+    run(["index", *data, "--model", str(root / "enc"), "--output", str(root / "bank"), "--index-type", "flat", *cuda()])
     run(["finetune", *data, "--model", str(root / "enc"), "--memory", str(root / "bank"), "--output", str(root / "ft"),
          *cuda(*FINETUNE)])
     return root

@@ -1,7 +1,7 @@
 """Data: readers, k-core, leave-one-out split, the dataset artifact and batching."""
 
+from ..errors import DataError
 from .artifact import SeqDataset, read_dataset, write_dataset
-from .errors import DataError
 from .preprocess import build_dataset
 from .readers import read_interactions
 from .split import SPLITS, Instances

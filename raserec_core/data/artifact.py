@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..storage import atomic_dir
-from .errors import DataError
 from .split import SPLITS, Instances
 
 FORMAT_VERSION = 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from .artifact import FORMAT_VERSION, SeqDataset, fingerprint
-from .errors import DataError
 from .kcore import kcore_mask
 from .readers import Interactions
 from .split import SPLITS, leave_one_out

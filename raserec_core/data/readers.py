@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 FORMAT_BY_SUFFIX = {
     ".txt": "seq",

@@ -1,4 +1,4 @@
-"""Chronological leave-one-out split with every training prefix as an instance (SPEC §1).
+"""Chronological leave-one-out split with every training prefix as an instance (docs/method.md §1).
 
 For a user with items i1..in: train (i1..i_{t-1}) -> i_t for t = 2..n-2, valid (i1..i_{n-2}) -> i_{n-1},
 test (i1..i_{n-1}) -> i_n. Histories keep only their last ``max_len`` items (the sliding window).

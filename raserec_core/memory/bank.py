@@ -2,7 +2,7 @@
 
 Folder layout::
 
-    manifest.json      counts, dimension, index type and parameters, encoder and dataset hashes
+    manifest.json      counts, dimension, index type requested and built, its parameters, encoder and dataset hashes
     keys.npy values.npy  un-normalised (E, D) float32 keys and values
     entries.parquet    user, length, position, target per entry (row i = index id i)
     index.faiss|index.pt
@@ -58,13 +58,18 @@ class MemoryBank:
 
     def target_retriever(self, candidate_factor: int = 4) -> Retriever:
         """Searches the memories' target embeddings instead of their keys (built on demand, not saved)."""
-        index = build_index(self.entries.values, self.meta["index_type_requested"], self.meta["nlist"], self.meta["nprobe"], self.meta["pq_m"])
+        index = self._index_over(self.entries.values)
         return Retriever(index, self.entries.user, self.entries.length, candidate_factor)
+
+    def _index_over(self, vectors: torch.Tensor) -> VectorIndex:
+        """A fresh index of the bank's requested type and parameters."""
+        m = self.meta
+        return build_index(vectors, m["index_type_requested"], m["nlist"], m["nprobe"], m["pq_m"], m["allow_fallback"])
 
     def with_entries(self, extra: Entries) -> MemoryBank:
         """A bank over these entries plus ``extra`` with a freshly built index (never written)."""
         entries = self.entries.concat(extra)
-        index = build_index(entries.keys, self.meta["index_type_requested"], self.meta["nlist"], self.meta["nprobe"], self.meta["pq_m"])
+        index = self._index_over(entries.keys)
         return replace(self, entries=entries, index=index)
 
     def manifest(self) -> dict:
@@ -74,7 +79,7 @@ class MemoryBank:
             "entries": len(self.entries),
             "users": len(self.user_ids),
             "dim": int(self.entries.keys.shape[1]),
-            "index_type": self.index.kind,
+            "index_type_built": self.index.kind,
             "interactions_added": int(len(self.added["user"])),
         }
 
@@ -83,9 +88,10 @@ def build_bank(
     entries: Entries, user_ids: np.ndarray, item_ids: np.ndarray, users: UserState, mem_cfg, encoder_sha256: str,
     dataset_fingerprint: str, max_len: int,
 ) -> MemoryBank:
-    index = build_index(entries.keys, mem_cfg.index_type, mem_cfg.nlist, mem_cfg.nprobe, mem_cfg.pq_m)
+    index = build_index(entries.keys, mem_cfg.index_type, mem_cfg.nlist, mem_cfg.nprobe, mem_cfg.pq_m, mem_cfg.allow_fallback)
     meta = {
         "index_type_requested": mem_cfg.index_type,
+        "allow_fallback": mem_cfg.allow_fallback,
         "nlist": mem_cfg.nlist,
         "nprobe": mem_cfg.nprobe,
         "pq_m": mem_cfg.pq_m,
@@ -190,6 +196,7 @@ def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True
         raise MemoryBankError(f"{folder}: index holds {index.ntotal} vectors but entries.parquet has {len(entries)} rows")
     meta_keys = ("index_type_requested", "nlist", "nprobe", "pq_m", "encoder_sha256", "dataset_fingerprint", "max_len")
     meta = {k: manifest[k] for k in meta_keys}
+    meta["allow_fallback"] = manifest.get("allow_fallback", True)  # banks written before the key fell back
     if nprobe is not None:
         meta["nprobe"] = nprobe
     return MemoryBank(entries, index, read_ids(folder / "users.parquet"), read_ids(folder / "items.parquet"), users, added, meta)

@@ -1,4 +1,4 @@
-"""Build a memory bank from a trained encoder and a preprocessed dataset (SPEC §3)."""
+"""Build a memory bank from a trained encoder and a preprocessed dataset (docs/method.md §3)."""
 
 from __future__ import annotations
 

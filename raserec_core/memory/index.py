@@ -1,6 +1,6 @@
 """Vector indexes behind one interface: ``add``, ``search(queries, k) -> (scores, ids)``, ``save``, ``load``.
 
-Similarity is the inner product of L2-normalised vectors (cosine), as the reference (SPEC §3). The brute
+Similarity is the inner product of L2-normalised vectors (cosine), as the reference (docs/method.md §3). The brute
 force torch index is the reference implementation; the faiss ones (Flat, IVF-Flat, IVF-PQ) are what runs
 in production. Missing results are id -1 with score -inf. faiss is imported in this module only.
 """
@@ -14,9 +14,11 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from ..errors import MemoryBankError
+
 log = logging.getLogger("raserec.memory")
 
-# faiss warns below 39 training points per centroid; IVF then clusters poorly, so use Flat instead.
+# faiss warns below 39 training points per centroid; IVF then clusters poorly.
 MIN_POINTS_PER_LIST = 39
 
 
@@ -82,7 +84,12 @@ class FaissIndex:
         self.index, self.kind = index, kind
 
     @classmethod
-    def build(cls, vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> FaissIndex:
+    def build(
+        cls, vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8,
+        allow_fallback: bool = False,
+    ) -> FaissIndex:
+        """``allow_fallback``: build an exact Flat index (with a warning) where ``kind`` needs more
+        training entries than the bank holds; without it that is an error."""
         import faiss
 
         x = normalize(vectors).numpy()
@@ -90,9 +97,16 @@ class FaissIndex:
         # PQ trains 2**8 centroids per sub-quantizer: faiss refuses fewer training points than that.
         needed = MIN_POINTS_PER_LIST * nlist if kind == "ivf" else max(MIN_POINTS_PER_LIST * nlist, 256)
         if kind in {"ivf", "ivfpq"} and n < needed:
+            if not allow_fallback:
+                raise MemoryBankError(
+                    f"memory bank has {n} entries, fewer than the {needed} that {kind} with nlist={nlist} needs "
+                    f"({MIN_POINTS_PER_LIST} per list{', 256 for PQ training' if kind == 'ivfpq' else ''}): lower "
+                    f"memory.nlist, use memory.index_type=flat, or set memory.allow_fallback=true to build an exact "
+                    f"Flat index instead"
+                )
             log.warning(
                 "memory bank has %d entries, fewer than the %d that %s with nlist=%d needs: using an exact "
-                "Flat index instead", n, needed, kind, nlist,
+                "Flat index instead (memory.allow_fallback)", n, needed, kind, nlist,
             )
             kind = "flat"
         if kind == "flat":
@@ -119,7 +133,7 @@ class FaissIndex:
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         import faiss
 
-        # This build's default BLAS threshold makes exact search 6-7x slower (ECOSYSTEM.md).
+        # This build's default BLAS threshold makes exact search 6-7x slower (docs/method.md §7).
         faiss.cvar.distance_compute_blas_threshold = 20
         scores, ids = self.index.search(normalize(queries).numpy(), k)
         scores = torch.from_numpy(scores)
@@ -141,25 +155,28 @@ class FaissIndex:
         return cls(index, kind)
 
 
-def build_index(vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> VectorIndex:
+def build_index(
+    vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8, allow_fallback: bool = False,
+) -> VectorIndex:
     if kind == "brute":
         index = BruteForceIndex(vectors.shape[1])
         index.add(vectors)
         return index
-    return FaissIndex.build(vectors, kind, nlist, nprobe, pq_m)
+    return FaissIndex.build(vectors, kind, nlist, nprobe, pq_m, allow_fallback)
 
 
 def save_index(index: VectorIndex, folder: Path) -> dict:
     name = "index.pt" if index.kind == "brute" else "index.faiss"
     index.save(folder / name)
-    return {"index_type": index.kind, "index_file": name}
+    return {"index_type_built": index.kind, "index_file": name}
 
 
 def load_index(folder: Path, meta: dict, nprobe: int | None = None) -> VectorIndex:
     path = folder / meta["index_file"]
-    if meta["index_type"] == "brute":
+    kind = meta.get("index_type_built") or meta["index_type"]  # banks written before 2026-12-03 say index_type
+    if kind == "brute":
         return BruteForceIndex.load(path)
-    return FaissIndex.load(path, meta["index_type"], nprobe)
+    return FaissIndex.load(path, kind, nprobe)
 
 
 __all__ = ["BruteForceIndex", "FaissIndex", "VectorIndex", "build_index", "load_index", "save_index"]

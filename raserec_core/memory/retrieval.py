@@ -1,4 +1,4 @@
-"""Leakage-filtered top-K retrieval (SPEC §3), vectorised over the whole query batch.
+"""Leakage-filtered top-K retrieval (docs/method.md §3), vectorised over the whole query batch.
 
 For each query: search ``candidate_factor * K`` neighbours, drop missing ids (-1 from IVF or a small
 index) and every entry of the querying user that is not a strictly shorter prefix (capped lengths are

@@ -1,24 +1,9 @@
-"""The encoder interface every backbone meets, its factory, and length-sorted batch encoding."""
+"""The encoder factory (every backbone has ``n_items``, ``item_table``, ``__call__(seqs, lengths)`` and
+``sequence_output(seqs)``) and length-sorted batch encoding."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
-
-
-class Encoder(Protocol):
-    n_items: int
-
-    @property
-    def item_table(self) -> torch.Tensor:  # (n_items, D)
-        ...
-
-    def __call__(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # (B, L), (B,) -> (B, D)
-        ...
-
-    def sequence_output(self, seqs: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D), causal
-        ...
 
 
 def build_encoder(backbone: str, n_items: int, max_len: int, model_cfg, n_extra_tokens: int = 0):

@@ -1,4 +1,4 @@
-"""Stage-1 objectives (SPEC §2): next-item cross-entropy, DuoRec and CL4SRec contrastive learning.
+"""Stage-1 objectives (docs/method.md §2): next-item cross-entropy, DuoRec and CL4SRec contrastive learning.
 
 An objective is called with the encoder and a batch and returns ``(loss, parts)``; ``parts`` holds the
 detached terms for logging. Everything that touches the training set (same-target positives) arrives as

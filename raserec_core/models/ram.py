@@ -1,4 +1,4 @@
-"""The Retrieval-Augmented Module (SPEC §4): two channels of stacked cross-attention over K memories.
+"""The Retrieval-Augmented Module (docs/method.md §4): two channels of stacked cross-attention over K memories.
 
 Channel seq->tar: the user representation h queries the retrieved sequence representations S (keys) and
 reads their target embeddings T (values); channel tar->seq swaps keys and values. Each channel is

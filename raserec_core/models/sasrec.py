@@ -1,4 +1,4 @@
-"""SASRec encoder as configured in the logged DuoRec/RaSeRec runs (SPEC §2).
+"""SASRec encoder as configured in the logged DuoRec/RaSeRec runs (docs/method.md §2).
 
 2 post-LN transformer blocks, 2 heads, width 64, FFN 256 with erf-GELU, LayerNorm eps 1e-12, learned
 absolute positions, causal mask, dropout 0.5, N(0, 0.02) init. The item table is also the output layer.

@@ -36,7 +36,6 @@ TAG_CACHED = "raserec.cached"
 TAG_FINGERPRINT = "raserec.dataset_fingerprint"
 TAG_ALLOCATOR = "raserec.allocator"  # the step process's malloc: "mimalloc" or "system"
 PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
 SENSITIVE = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY")
 _RUN_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")

@@ -1,8 +1,8 @@
-"""Stage 2, retrieval-augmented fine-tuning (SPEC §4): frozen encoder and item table, only the RAM trains.
+"""Stage 2, retrieval-augmented fine-tuning (docs/method.md §4): frozen encoder and item table, only the RAM trains.
 
 The encoder is frozen and runs without dropout, so every query representation and every retrieval is
 fixed: both are computed once (as the reference's bank is), and an epoch is RAM forward/backward only.
-Test queries retrieve from the training memories plus the validation ones (SPEC §3).
+Test queries retrieve from the training memories plus the validation ones (docs/method.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 1, collaborative pre-training (SPEC §2): wire encoder + objective + loop, then evaluate the best."""
+"""Stage 1, collaborative pre-training (docs/method.md §2): wire encoder + objective + loop, then evaluate the best."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def test_manifest_records_counts_dimension_index_type_and_hashes(tmp_path, make_
     assert manifest["entries"] == 30
     assert manifest["dim"] == 8
     assert manifest["users"] == 4
-    assert manifest["index_type"] == "flat" and manifest["index_type_requested"] == "flat"
+    assert manifest["index_type_built"] == "flat" and manifest["index_type_requested"] == "flat"
     assert manifest["index_file"] == "index.faiss"
     assert manifest["encoder_sha256"] == "e" * 64 and manifest["dataset_fingerprint"] == "f" * 64
     assert manifest["max_len"] == 5 and manifest["interactions_added"] == 0
@@ -69,8 +69,17 @@ def test_manifest_records_counts_dimension_index_type_and_hashes(tmp_path, make_
 
 
 def test_manifest_of_a_fallback_index_names_the_index_actually_built(tmp_path, make_bank, make_entries):
-    manifest = save_bank(make_bank(make_entries(20), "ivf", nlist=4), tmp_path / "bank")  # 20 < 39 x 4
-    assert manifest["index_type"] == "flat" and manifest["index_type_requested"] == "ivf"
+    bank = make_bank(make_entries(20), "ivf", nlist=4, allow_fallback=True)  # 20 < 39 x 4
+    manifest = save_bank(bank, tmp_path / "bank")
+    assert manifest["index_type_built"] == "flat" and manifest["index_type_requested"] == "ivf"
+    assert manifest["allow_fallback"] is True
+    # a grown bank is indexed under the same rule (no error for the still too small bank)
+    assert load_bank(tmp_path / "bank").with_entries(make_entries(5)).index.kind == "flat"
+
+
+def test_a_bank_too_small_for_its_index_type_is_an_error(make_bank, make_entries):
+    with pytest.raises(MemoryBankError, match="20 entries, fewer than the 156 that ivf with nlist=4 needs"):
+        make_bank(make_entries(20), "ivf", nlist=4)
 
 
 @pytest.mark.parametrize("name", ["keys.npy", "values.npy", "index.faiss"])
@@ -145,7 +154,7 @@ def test_bank_built_by_the_cli(flat_bank_dir, trained_model_dir, wide_dataset_di
     manifest = json.loads((flat_bank_dir / "manifest.json").read_text())
     train = ds.splits["train"]
     assert manifest["entries"] == len(bank) == len(train) == 150
-    assert manifest["dim"] == 16 and manifest["index_type"] == "flat"
+    assert manifest["dim"] == 16 and manifest["index_type_built"] == "flat"
     assert manifest["encoder_sha256"] == file_sha256(trained_model_dir / "encoder.pt")
     assert manifest["dataset_fingerprint"] == ds.fingerprint and manifest["max_len"] == 5
     # one entry per training instance, with its metadata

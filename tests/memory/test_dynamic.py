@@ -275,7 +275,7 @@ def test_adding_to_an_ivf_bank_keeps_the_trained_quantizer(wide_dataset_dir, tra
     ivf_dir = tmp_path / "ivf"
     rc, manifest = run_cli(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
                             str(ivf_dir), "--index-type", "ivf", "--nlist", "2", "--nprobe", "2", *tiny_args()])
-    assert rc == 0 and manifest["index_type"] == "ivf" and manifest["nlist"] == 2  # 150 >= 39 x 2
+    assert rc == 0 and manifest["index_type_built"] == "ivf" and manifest["nlist"] == 2  # 150 >= 39 x 2
     old = load_bank(ivf_dir)
     ivf_old = faiss.downcast_index(old.index.index)
     centroids = ivf_old.quantizer.reconstruct_n(0, 2)
@@ -295,7 +295,7 @@ def test_adding_to_an_ivf_bank_keeps_the_trained_quantizer(wide_dataset_dir, tra
     new_vectors = ivf_new.reconstruct_n(150, 6)
     want = torch.nn.functional.normalize(new.entries.keys[150:], dim=1).numpy()
     np.testing.assert_allclose(new_vectors, want, atol=1e-6)
-    assert json.loads((ivf_dir / "manifest.json").read_text())["index_type"] == "ivf"
+    assert json.loads((ivf_dir / "manifest.json").read_text())["index_type_built"] == "ivf"
 
 
 def test_bank_of_another_encoder_is_refused(flat_bank_dir, finetuned_dir, tmp_path):

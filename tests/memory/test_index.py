@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 faiss = pytest.importorskip("faiss")
 
+from raserec_core.errors import MemoryBankError  # noqa: E402
 from raserec_core.memory.index import (  # noqa: E402
     MIN_POINTS_PER_LIST,
     BruteForceIndex,
@@ -68,11 +69,23 @@ def test_ivf_with_nprobe_equal_to_nlist_agrees_with_exact_search():
     torch.testing.assert_close(s_i, s_b, atol=1e-5, rtol=0)
 
 
-def test_ivf_falls_back_to_flat_with_a_warning_when_the_bank_is_small(caplog):
+@pytest.mark.parametrize(("kind", "n", "needed"), [
+    ("ivf", MIN_POINTS_PER_LIST * 4 - 1, MIN_POINTS_PER_LIST * 4),  # one short of 39 x nlist
+    ("ivfpq", 255, 256),  # enough for 4 lists, one short of PQ's 256 training points
+])
+def test_an_index_too_big_for_the_bank_is_an_error_naming_size_and_need(kind, n, needed):
+    with pytest.raises(MemoryBankError) as err:
+        build_index(rand(n, 6), kind, nlist=4, nprobe=1, pq_m=2)
+    message = str(err.value)
+    assert f"memory bank has {n} entries, fewer than the {needed} that {kind} with nlist=4 needs" in message
+    assert "memory.allow_fallback=true" in message
+
+
+def test_ivf_falls_back_to_flat_with_a_warning_when_allowed(caplog):
     nlist = 4
     x = rand(MIN_POINTS_PER_LIST * nlist - 1, 6)  # one short of 39 x nlist
     with caplog.at_level(logging.WARNING, logger="raserec.memory"):
-        index = build_index(x, "ivf", nlist=nlist, nprobe=1)
+        index = build_index(x, "ivf", nlist=nlist, nprobe=1, allow_fallback=True)
     assert index.kind == "flat"
     assert isinstance(index.index, faiss.IndexFlatIP)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "raserec.memory"]
@@ -151,7 +164,7 @@ def test_save_load_round_trip_gives_identical_search_results(kind, tmp_path):
     index = build_index(x, kind, nlist=2, nprobe=1)  # ivf: 120 >= 39 x 2, trained with 2 lists, 1 probed
     assert index.kind == kind
     meta = save_index(index, tmp_path)
-    assert meta == {"index_type": kind, "index_file": "index.pt" if kind == "brute" else "index.faiss"}
+    assert meta == {"index_type_built": kind, "index_file": "index.pt" if kind == "brute" else "index.faiss"}
     assert (tmp_path / meta["index_file"]).is_file()
     loaded = load_index(tmp_path, meta)
     assert loaded.kind == kind and loaded.ntotal == 120
@@ -159,6 +172,12 @@ def test_save_load_round_trip_gives_identical_search_results(kind, tmp_path):
     s1, i1 = loaded.search(q, 12)
     assert torch.equal(i0, i1)
     assert torch.equal(s0, s1)
+
+
+def test_load_reads_a_manifest_written_before_index_type_built(tmp_path):
+    meta = save_index(build_index(rand(120, 19), "flat"), tmp_path)
+    old = {"index_type": meta["index_type_built"], "index_file": meta["index_file"]}
+    assert load_index(tmp_path, old).kind == "flat"
 
 
 def test_load_overrides_nprobe(tmp_path):
@@ -173,10 +192,10 @@ def test_unknown_index_type_is_an_error():
         build_index(rand(10, 20), "hnsw")
 
 
-def test_ivfpq_on_a_bank_too_small_for_pq_training_falls_back_with_a_warning(caplog):
+def test_ivfpq_on_a_bank_too_small_for_pq_training_falls_back_with_a_warning_when_allowed(caplog):
     x = rand(200, 21)  # 200 >= 39 x 2, but < 256 PQ centroids
     with caplog.at_level(logging.WARNING, logger="raserec.memory"):
-        index = build_index(x, "ivfpq", nlist=2, nprobe=2, pq_m=4)
+        index = build_index(x, "ivfpq", nlist=2, nprobe=2, pq_m=4, allow_fallback=True)
     assert index.kind in {"flat", "ivf"}
     assert [r for r in caplog.records if r.name == "raserec.memory" and r.levelno == logging.WARNING]
     assert index.search(rand(3, 22), 5)[1].shape == (3, 5)

@@ -1,4 +1,4 @@
-"""The leakage filter (SPEC §3) on hand-built candidate lists, and the retriever end to end over a
+"""The leakage filter (docs/method.md §3) on hand-built candidate lists, and the retriever end to end over a
 brute-force index of hand-made keys."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Retrieval-Augmented Module (SPEC §4): shapes, masking of missing memories, the fusion weights,
+"""The Retrieval-Augmented Module (docs/method.md §4): shapes, masking of missing memories, the fusion weights,
 the length gate, the named options and the parameter count."""
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def test_cross_attn_residual_ln_normalises_the_attention_output():
 def test_trainable_parameter_count_of_the_paper_size():
     # hidden 64, inner 256, 2 channels, no options. Per channel: 2 cross-attentions of 4 Linear(64, 64)
     # (2 x 4 x 4160) + a feed-forward Linear(64, 256) + Linear(256, 64) + LayerNorm(64) (16640 + 16448 + 128).
-    # SPEC §4's 136,064 for the reference adds its 2 x 20 x 64 position embeddings and 4 cross-attention
+    # docs/method.md §4's 136,064 for the reference adds its 2 x 20 x 64 position embeddings and 4 cross-attention
     # LayerNorms (2,560 + 512), unused in its forward.
     m = RAM(RAMConfig())
     per_channel = 2 * 4 * (64 * 64 + 64) + (64 * 256 + 256) + (256 * 64 + 64) + 2 * 64
