@@ -240,8 +240,9 @@ def evaluate(
     else:
         if manifest.get("kind") == "raserec":
             log.warning("%s is a fine-tuned model; without --memory only its encoder is evaluated", model)
-        if overrides:
-            raise StepError(f"{model}: retrieval overrides ({', '.join(sorted(overrides))}) need --memory")
+        if overrides:  # nothing of a stage-1 ranking retrieves: they change nothing, so none is recorded
+            log.warning("retrieval settings %s apply with --memory only; ignored", ", ".join(sorted(overrides)))
+            overrides = {}
         evaluate_encoder = _evaluator(cfg, device)
 
         def run_split(name: str, inst):
