@@ -237,6 +237,7 @@ def test_encoder_reproduces_the_logged_test_metrics(trained_model_dir, wide_data
                  "--split", "test", *tiny_args()]) == 0
     printed = json.loads(capsys.readouterr().out)
     logged = json.loads((trained_model_dir / "metrics.json").read_text())
+    assert printed.pop("eval.mask_history") is logged["eval.mask_history"] is False
     assert printed == pytest.approx({k: v for k, v in logged.items() if k.startswith("test/")}, abs=1e-12)
 
 
