@@ -1,8 +1,9 @@
 """The retrieval-augmented recommender, assembled once: encoder -> retrieve -> gather -> RAM -> scores.
 
-RaSeRec's stage 2 (paper §3.3): the frozen encoder's representation h of a sequence queries the memory
-bank, the leakage-filtered top-K memories are gathered, and the RAM fuses them with h; the scores are
-h_aug · Eᵀ over the frozen item table. Fine-tuning, evaluation and serving all call ``Recommender``:
+RaSeRec's second stage, retrieval-augmented fine-tuning (Zhao et al., arXiv 2412.18378): the frozen
+encoder's representation h of a sequence queries the memory bank, the leakage-filtered top-K memories
+are gathered, and the RAM fuses them with h; the scores are h_aug · Eᵀ over the frozen item table.
+Fine-tuning, evaluation and serving all call ``Recommender``:
 
 - fine-tuning and evaluation: ``precompute`` once per split (the frozen encoder makes every query
   representation and every retrieval a constant), then ``fused_rows`` per batch;
@@ -86,9 +87,11 @@ OVERRIDABLE = {
 
 def apply_overrides(settings: RetrievalSettings, ram_cfg, overrides: Mapping[str, Any]):
     """(settings, RAM config) with the overrides applied; an unknown key is an error."""
+    from .errors import ConfigError
+
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
-        raise ValueError(f"{unknown[0]}: not a retrieval setting of a fine-tuned model (known: {', '.join(OVERRIDABLE)})")
+        raise ConfigError(f"{unknown[0]}: not a retrieval setting of a fine-tuned model (known: {', '.join(OVERRIDABLE)})")
     fields_ = {OVERRIDABLE[k]: v for k, v in overrides.items()}
     beta = fields_.pop("beta", None)
     if ram_cfg is not None and beta is not None:
@@ -191,6 +194,13 @@ class Recommender:
     def over(self, bank: Memory) -> Recommender:
         """The same model reading another bank (e.g. the test view: training plus validation memories)."""
         return Recommender(self.encoder, self.item_ids, self.max_len, self.ram, bank, self.settings)
+
+    def for_test(self, ds, device) -> Recommender:
+        """Over the test view of the paper's protocol: the training memories plus the validation ones
+        (``ds`` the dataset), with a rebuilt index, held in memory only."""
+        from .memory.build import extend_with_splits
+
+        return self.over(extend_with_splits(self.bank, self.encoder, ds, ("valid",), device))
 
     # The forward pass, in its four steps.
 

@@ -225,17 +225,13 @@ def evaluate(
     overrides = dict(overrides or {})
     if memory is not None:
         from .recommender import Recommender
-        from .training.finetune import test_view
 
         if manifest.get("kind") != "raserec":
             raise StepError(f"{model}: --memory needs a fine-tuned model ('raserec finetune' output)")
-        try:
-            rec = Recommender.load(model, memory, device, overrides)
-        except ValueError as exc:  # an override that is no retrieval setting
-            raise StepError(f"{model}: {exc}") from None
+        rec = Recommender.load(model, memory, device, overrides)
 
         def run_split(name: str, inst):
-            r = rec.over(test_view(rec.bank, encoder, ds, device)) if name == "test" else rec
+            r = rec.for_test(ds, device) if name == "test" else rec
             return evaluate_split(recommender_scores(r, r.precompute(inst, device), device), inst, f"{name}/", cfg.eval, topk)
     else:
         if manifest.get("kind") == "raserec":

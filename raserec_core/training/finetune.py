@@ -1,9 +1,9 @@
-"""Stage 2, retrieval-augmented fine-tuning (SPEC §4): frozen encoder and item table, only the RAM trains.
+"""Stage 2, retrieval-augmented fine-tuning: frozen encoder and item table, only the RAM trains.
 
 The encoder is frozen and runs without dropout, so every query representation and every retrieval is
 fixed: both are computed once (``Recommender.precompute``, as the reference's bank is), and an epoch is
-RAM forward/backward only. Test queries retrieve from the training memories plus the validation ones
-(SPEC §3).
+RAM forward/backward only. Test queries retrieve from the training memories plus the validation ones,
+as the reference code's test setting does (``Recommender.for_test``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from ..data import SeqDataset
 from ..data.batching import InstanceTensors
 from ..evaluation.split import evaluate_split, recommender_scores
 from ..memory.bank import MemoryBank
-from ..memory.build import extend_with_splits
 from ..models.checkpoint import file_sha256
 from ..models.objectives import next_item_ce
 from ..recommender import Recommender
@@ -29,11 +28,6 @@ from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
 
 log = logging.getLogger("raserec.finetune")
-
-
-def test_view(bank: MemoryBank, encoder, ds: SeqDataset, device) -> MemoryBank:
-    """Training memories plus the validation ones, with a rebuilt index (the reference's test setting)."""
-    return extend_with_splits(bank, encoder, ds, ("valid",), device)
 
 
 def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, cfg: Config, out_dir: Path, device) -> dict:
@@ -68,7 +62,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
     ram.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True))
     ram.eval()
     test = InstanceTensors(ds.splits["test"])
-    test_rec = rec.over(test_view(bank, encoder, ds, device))
+    test_rec = rec.for_test(ds, device)
     metrics = {
         **evaluate_split(recommender_scores(rec, valid_q, device), valid, "valid/", cfg.eval)[0],
         **evaluate_split(recommender_scores(test_rec, test_rec.precompute(test, device), device), test, "test/", cfg.eval)[0],
