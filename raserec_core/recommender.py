@@ -70,8 +70,9 @@ class RetrievalSettings:
     def from_manifest(cls, manifest: Mapping[str, Any]) -> RetrievalSettings:
         # Model folders written before the settings moved into "retrieval" kept the index ones in "memory".
         old = manifest.get("memory", {})
+        legacy = {"index_type": old.get("index_type_requested"), "nlist": old.get("nlist"), "nprobe": old.get("nprobe")}
+        merged = {k: v for k, v in legacy.items() if v is not None} | manifest.get("retrieval", {})
         known = {f.name for f in fields(cls)}
-        merged = {"index_type": old.get("index_type_requested", cls.index_type), **old, **manifest.get("retrieval", {})}
         return cls(**{k: v for k, v in merged.items() if k in known})
 
 

@@ -221,3 +221,14 @@ def test_serving_excludes_the_history_exactly(own_model, ivf_bank):
     assert any(i in histories[0] for i in every[0][:10])  # precondition: the model would recommend seen items
     top5, _ = rec.recommend(histories, users, k=5)
     assert top5[:2] == [items[0][:5], items[1][:5]]
+
+
+def test_settings_of_a_model_folder_written_before_they_moved_into_retrieval():
+    from raserec_core.recommender import RetrievalSettings
+
+    old = {"retrieval": {"top_k": 4, "candidate_factor": 2, "channel2_retrieval": "target"},
+           "memory": {"index_type_requested": "ivf", "nlist": 3, "nprobe": 2, "entries": 150}}
+    assert RetrievalSettings.from_manifest(old) == RetrievalSettings(4, 2, "target", "ivf", 3, 2, 8)
+    new = {"retrieval": {**old["retrieval"], "index_type": "flat", "nlist": 128, "nprobe": 1, "pq_m": 8},
+           "memory": {"index_type": "flat", "entries": 150}}
+    assert RetrievalSettings.from_manifest(new) == RetrievalSettings(4, 2, "target", "flat", 128, 1, 8)
