@@ -101,6 +101,12 @@ def _publish(work: Path, out: Path) -> None:
     shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt"), dirs_exist_ok=True)
 
 
+def _selection(cfg: Config) -> dict[str, Any]:
+    """What of ``cfg.eval`` changes a training run: the protocol its early stopping selects by. Recorded
+    only when not the default, so the identity (and the resumable work folder) of default runs stays."""
+    return {"eval.mask_history": True} if cfg.eval.mask_history else {}
+
+
 def _evaluator(cfg: Config, device):
     """(encoder, split tensors, prefix[, topk, protocols]) -> (metrics, RankResult) under ``cfg.eval``."""
     from .evaluation.split import encoder_scores, evaluate_split
@@ -122,7 +128,7 @@ def pretrain(
     ds = read_dataset(data)
     if len(ds.splits["train"]) == 0:
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
-    sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint}
+    sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint, **_selection(cfg)}
     work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
     done = _prepare_output(work, cfg, sections, restart, inputs)
     result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
@@ -187,7 +193,8 @@ def finetune(
 
     # Record the bank's real index settings (not the command's defaults) in the run's config.
     cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"], pq_m=bank.meta["pq_m"]))
-    inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
+    inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank),
+              **_selection(cfg)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
     result = _prepare_output(work, cfg, sections, restart, inputs)
