@@ -101,25 +101,20 @@ def _publish(work: Path, out: Path) -> None:
     shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt"), dirs_exist_ok=True)
 
 
+def _selection(cfg: Config) -> dict[str, Any]:
+    """What of ``cfg.eval`` changes a training run: the protocol its early stopping selects by. Recorded
+    only when not the default, so the identity (and the resumable work folder) of default runs stays."""
+    return {"eval.mask_history": True} if cfg.eval.mask_history else {}
+
+
 def _evaluator(cfg: Config, device):
-    """(encoder, split tensors, prefix[, topk]) -> (metrics, RankResult) with the settings of ``cfg.eval``."""
-    import torch
+    """(encoder, split tensors, prefix[, topk, protocols]) -> (metrics, RankResult) under ``cfg.eval``."""
+    from .evaluation.split import encoder_scores, evaluate_split
 
-    from .evaluation import rank_all
-    from .training.pretrain import encoder_scorer
+    def evaluate_encoder(encoder, split, prefix: str, topk: int = 0, protocols: bool = True):
+        return evaluate_split(encoder_scores(encoder, split, device), split, prefix, cfg.eval, topk, protocols)
 
-    def evaluate_split(encoder, split, prefix: str, topk: int = 0):
-        exclude = None
-        if cfg.eval.mask_history:
-            def exclude(rows: torch.Tensor) -> torch.Tensor:
-                seqs, _ = split.fetch(rows)
-                mask = torch.zeros(len(rows), encoder.n_items, dtype=torch.bool)
-                return mask.scatter_(1, seqs, True)
-        score = encoder_scorer(encoder, split, device)
-        result = rank_all(score, split.target, cfg.eval.batch_size, topk, exclude)
-        return result.metrics(tuple(cfg.eval.ks), prefix), result
-
-    return evaluate_split
+    return evaluate_encoder
 
 
 def pretrain(
@@ -133,7 +128,7 @@ def pretrain(
     ds = read_dataset(data)
     if len(ds.splits["train"]) == 0:
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
-    sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint}
+    sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint, **_selection(cfg)}
     work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
     done = _prepare_output(work, cfg, sections, restart, inputs)
     result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
@@ -198,7 +193,8 @@ def finetune(
 
     # Record the bank's real index settings (not the command's defaults) in the run's config.
     cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"], pq_m=bank.meta["pq_m"]))
-    inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank)}
+    inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank),
+              **_selection(cfg)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
     result = _prepare_output(work, cfg, sections, restart, inputs)
@@ -216,55 +212,56 @@ def finetune(
 def evaluate(
     data: str | Path, model: str | Path, cfg: Config, device, split: str = "both",
     topk_output: str | Path | None = None, metrics_output: str | Path | None = None,
-    memory: str | Path | None = None,
-) -> dict[str, float]:
+    memory: str | Path | None = None, overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Full ranking of a stage-1 model, or with ``memory`` of a fine-tuned one with retrieval (test
-    queries retrieve from training plus validation memories, built in memory, never written)."""
+    queries retrieve from training plus validation memories, built in memory, never written).
+
+    A fine-tuned model retrieves with its own settings (``model.json``); ``overrides`` (dotted keys of
+    ``recommender.OVERRIDABLE``, e.g. ``{"memory.nprobe": 4}``) replace them and are recorded in the result
+    under ``overrides``. Seen items follow ``cfg.eval.mask_history``; both protocols are reported."""
     from .data import read_dataset
     from .data.batching import InstanceTensors
     from .evaluation.dump import topk_table, write_topk
+    from .evaluation.split import evaluate_split, recommender_scores
 
     ds = read_dataset(data)
     encoder, manifest = _load_model(model, ds, device)
     names = ("valid", "test") if split == "both" else (split,)
     topk = cfg.eval.topk if topk_output else 0
+    overrides = dict(overrides or {})
     if memory is not None:
-        import torch
-
-        from .models.ram import RAM, RAMConfig
-        from .training.finetune import Queries, evaluate_queries, test_view
+        from .recommender import Recommender
 
         if manifest.get("kind") != "raserec":
             raise StepError(f"{model}: --memory needs a fine-tuned model ('raserec finetune' output)")
-        from dataclasses import replace
+        rec = Recommender.load(model, memory, device, overrides)
 
-        # Retrieve the way the model was trained to read its memories.
-        cfg = replace(cfg, finetune=replace(cfg.finetune, **manifest["retrieval"]))
-        bank = _load_memory(memory, manifest, cfg, model)
-        ram = RAM(RAMConfig(**manifest["ram"])).to(device)
-        ram.load_state_dict(torch.load(Path(model) / "ram.pt", map_location=device, weights_only=True))
-        item_table = encoder.item_table.detach()
-
-        def run_split(name: str):
-            view = test_view(bank, encoder, ds, device) if name == "test" else bank
-            q = Queries(encoder, InstanceTensors(ds.splits[name]), view, cfg, device)
-            return evaluate_queries(q, ram, item_table, cfg, f"{name}/", device, topk)
+        def run_split(name: str, inst):
+            r = rec.for_test(ds, device) if name == "test" else rec
+            return evaluate_split(recommender_scores(r, r.precompute(inst, device), device), inst, f"{name}/", cfg.eval, topk)
     else:
         if manifest.get("kind") == "raserec":
             log.warning("%s is a fine-tuned model; without --memory only its encoder is evaluated", model)
-        evaluate_split = _evaluator(cfg, device)
+        if overrides:  # nothing of a stage-1 ranking retrieves: they change nothing, so none is recorded
+            log.warning("retrieval settings %s apply with --memory only; ignored", ", ".join(sorted(overrides)))
+            overrides = {}
+        evaluate_encoder = _evaluator(cfg, device)
 
-        def run_split(name: str):
-            return evaluate_split(encoder, InstanceTensors(ds.splits[name]), f"{name}/", topk)
+        def run_split(name: str, inst):
+            return evaluate_encoder(encoder, inst, f"{name}/", topk)
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
     tables = []
     for name in names:
         inst = ds.splits[name]
-        split_metrics, result = run_split(name)
+        split_metrics, result = run_split(name, InstanceTensors(inst))
         metrics.update(split_metrics)
         if topk_output:
             tables.append(topk_table(result, inst.user, inst.target, ds.user_ids, ds.item_ids))
+    metrics["eval.mask_history"] = cfg.eval.mask_history
+    if overrides:
+        metrics["overrides"] = overrides
     if topk_output:
         import pyarrow as pa
 

@@ -174,7 +174,9 @@ def test_evaluate_one_split_and_a_shorter_topk(trained_model_dir, wide_dataset_d
     assert main(["evaluate", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--split", "test",
                  "--topk-output", str(path), *tiny_args("eval.topk=5", "eval.ks=[1,5]")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert sorted(printed) == sorted(f"test/{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in (1, 5))
+    names = [f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in (1, 5)]
+    protocols = ("", "seen_kept/", "seen_excluded/")
+    assert sorted(printed) == sorted([*(f"test/{p}{n}" for p in protocols for n in names), "eval.mask_history"])
     table = pq.read_table(path)
     assert "split" not in table.column_names
     assert {len(x) for x in table.column("items").to_pylist()} == {5}

@@ -21,6 +21,13 @@ FINETUNE = ["finetune.epochs=3", "finetune.batch_size=32", "finetune.top_k=4", "
 KS = (5, 10, 20, 50)
 
 
+def metric_keys(*splits: str) -> set[str]:
+    """Every key of an evaluation's metrics: the usual ones and both protocols under their names."""
+    names = [f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in KS]
+    protocols = ("", "seen_kept/", "seen_excluded/")
+    return {f"{s}/{p}{n}" for s in splits for p in protocols for n in names} | {"eval.mask_history"}
+
+
 def digest(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -94,9 +101,9 @@ def test_evaluate_with_memory_reproduces_the_finetune_metrics(finetuned, bank, w
     before = digest(bank[0])
     metrics_path = tmp_path / "metrics.json"
     rc, metrics = run(["evaluate", "--data", str(wide_dataset_dir), "--model", str(out), "--memory", str(bank[0]),
-                       "--metrics-output", str(metrics_path), *tiny_args(*FINETUNE)])
+                       "--metrics-output", str(metrics_path), *tiny_args()])
     assert rc == 0
-    assert set(metrics) == {f"{s}/{m}@{k}" for s in ("valid", "test") for m in ("hr", "ndcg", "mrr") for k in KS}
+    assert set(metrics) == metric_keys("valid", "test")
     assert metrics == pytest.approx(ft_metrics, abs=1e-9)
     assert json.loads(metrics_path.read_text()) == metrics
     assert digest(bank[0]) == before  # the train + validation view is built in memory, never written
@@ -107,11 +114,11 @@ def test_evaluate_with_memory_differs_from_the_bare_encoder(finetuned, bank, tra
     out, _ = finetuned
     topk = lambda model, memory, path: run(
         ["evaluate", "--data", str(wide_dataset_dir), "--model", str(model), "--split", "test", "--topk-output",
-         str(path), *(["--memory", str(memory)] if memory else []), *tiny_args(*FINETUNE)])
+         str(path), *(["--memory", str(memory)] if memory else []), *tiny_args()])
     import pyarrow.parquet as pq
 
     rc, with_memory = topk(out, bank[0], tmp_path / "a.parquet")
-    assert rc == 0 and set(with_memory) == {f"test/{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in KS}
+    assert rc == 0 and set(with_memory) == metric_keys("test")
     # a fine-tuned model without --memory evaluates its encoder alone: the stage-1 model's results
     with caplog.at_level(logging.WARNING, logger="raserec"):
         rc, bare = topk(out, None, tmp_path / "b.parquet")
@@ -129,7 +136,7 @@ def test_evaluate_with_memory_writes_topk_lists(finetuned, bank, wide_dataset_di
     out, _ = finetuned
     path = tmp_path / "topk.parquet"
     rc, metrics = run(["evaluate", "--data", str(wide_dataset_dir), "--model", str(out), "--memory", str(bank[0]),
-                       "--topk-output", str(path), *tiny_args(*FINETUNE, "eval.topk=10")])
+                       "--topk-output", str(path), *tiny_args("eval.topk=10")])
     assert rc == 0
     table = pq.read_table(path)
     assert set(table.column_names) == {"user", "items", "scores", "target", "target_rank", "split"}
@@ -222,6 +229,6 @@ def test_recommender_searches_with_the_nprobe_the_model_was_evaluated_with(wide_
     rc, _ = run(["finetune", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--memory", str(ivf),
                  "--output", str(out), *tiny_args(*FINETUNE, "finetune.epochs=1")])
     assert rc == 0
-    evaluated = json.loads((out / "model.json").read_text())["memory"]["nprobe"]
+    evaluated = json.loads((out / "model.json").read_text())["retrieval"]["nprobe"]
     assert evaluated == 1
     assert Recommender.load(out, ivf, "cpu").bank.index.index.nprobe == evaluated

@@ -180,7 +180,8 @@ def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
     assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
     rec = recommender.load(folder, "cpu")
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
-    assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding
+    assert len(items[0]) == len(rec.item_ids) - 1 - 2  # every item but padding and the history's two
+    assert not {"i1", "i2"} & set(items[0])
     assert items[1] == [] and items[2] == [] and scores[1] == []
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):

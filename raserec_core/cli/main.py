@@ -105,6 +105,16 @@ def load(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+def retrieval_overrides(args: argparse.Namespace, cfg) -> dict:
+    """The retrieval settings this command line sets with --set: a fine-tuned model reads its own
+    otherwise (a config file's values do not override them)."""
+    from raserec_core.config import flatten, parse_set
+    from raserec_core.recommender import OVERRIDABLE
+
+    values = flatten(cfg.to_dict())
+    return {k: values[k] for k in flatten(parse_set(list(args.overrides))) if k in OVERRIDABLE}
+
+
 INPUT_ARGS = ("input", "data", "model", "memory", "interactions")
 OUTPUT_ARGS = ("output", "topk_output", "metrics_output")
 
@@ -145,7 +155,8 @@ def run_step(args: argparse.Namespace) -> dict:
         return steps.pretrain(args.data, args.output, cfg, device, restart=args.restart)
     if args.command == "evaluate":
         return steps.evaluate(
-            args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output, args.memory
+            args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output, args.memory,
+            retrieval_overrides(args, cfg),
         )
     if args.command == "index":
         return steps.index(args.data, args.model, args.output, cfg, device)

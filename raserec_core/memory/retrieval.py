@@ -20,6 +20,10 @@ class Retrieved:
     ids: torch.Tensor  # (B, K) entry ids, -1 where masked
     mask: torch.Tensor  # (B, K) True where a memory was retrieved
 
+    def rows(self, rows: torch.Tensor) -> Retrieved:
+        """The lists of the queries ``rows``."""
+        return Retrieved(self.ids[rows], self.mask[rows])
+
 
 # (user, length) packed in one int64, so that the filter gathers one table instead of two: the
 # same-user test and the length test become one range test on the packed key.

@@ -15,7 +15,7 @@ from ..data.batching import InstanceTensors
 from ..data.packing import pack_rows, prefix_windows, window_batches
 from ..data.sampling import length_bucketed_batches, random_batches
 from ..models.checkpoint import encoder_spec, file_sha256
-from ..models.encoder import build_encoder, encode_instances
+from ..models.encoder import build_encoder
 from ..models.objectives import (
     Batch,
     CL4SRecObjective,
@@ -49,14 +49,6 @@ def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
     raise ValueError(f"unknown objective {p.objective!r}")
 
 
-def encoder_scorer(encoder, split: InstanceTensors, device: torch.device):
-    """rows -> (B, N) scores h·Eᵀ for full ranking; every representation is encoded once, up front,
-    in length-sorted batches."""
-    h = encode_instances(encoder, split, device)
-    table = encoder.item_table.detach()
-    return lambda rows: h[rows].to(device) @ table.T
-
-
 def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, evaluate_split) -> dict:
     """Train, keep the best epoch by ``pretrain.valid_metric``, write the model folder; returns metrics."""
     p = cfg.pretrain
@@ -84,7 +76,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
         return objective(encoder, batch, generator)
 
     def validate() -> dict[str, float]:
-        return evaluate_split(encoder, valid, "valid/")[0]
+        return evaluate_split(encoder, valid, "valid/", protocols=False)[0]
 
     loop_cfg = LoopConfig(
         epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, patience=p.patience,
@@ -106,6 +98,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
     metrics = {
         **evaluate_split(encoder, valid, "valid/")[0],
         **evaluate_split(encoder, InstanceTensors(ds.splits["test"]), "test/")[0],
+        "eval.mask_history": cfg.eval.mask_history,
     }
     shutil.copyfile(out_dir / "best.pt", out_dir / "encoder.pt")
     manifest = {

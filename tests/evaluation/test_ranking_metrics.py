@@ -100,15 +100,26 @@ def test_rank_all_batches_equal_one_batch_and_exclude_works():
     one = rank_all(score, targets, batch_size=100, topk=5)
     many = rank_all(score, targets, batch_size=3, topk=5)
     assert torch.equal(one.ranks, many.ranks) and torch.equal(one.topk_items, many.topk_items)
-    assert one.metrics((5,)) == summarize(one.ranks, (5,))
-    # excluding each row's current best item moves it out of the top-K and the target up by one
+    assert one.ranks_excluded is None
+    assert one.metrics((5,), protocols=False) == summarize(one.ranks, (5,))
+    assert one.metrics((5,)) == summarize(one.ranks, (5,)) | summarize(one.ranks, (5,), "seen_kept/")
+    # excluding each row's current best item (its "history") moves it out of the top-K and the target up by one
     best = one.topk_items[:, 0]
-    excluded = rank_all(score, targets, topk=5, exclude=lambda rows: torch.nn.functional.one_hot(best[rows], 15).bool())
+    history = lambda rows: best[rows][:, None]  # noqa: E731
+    excluded = rank_all(score, targets, topk=5, history=history, mask_history=True)
     assert not (excluded.topk_items == best[:, None]).any()
     expected = torch.where(best == targets, one.ranks.new_tensor(0), one.ranks - 1)
     keep = best != targets
     assert torch.equal(excluded.ranks[keep], expected[keep])
     assert torch.equal(one.topk_items[:, 1:], excluded.topk_items[:, :4])
+    # one pass ranks both ways: the kept ranks are those of a pass without history, whichever is chosen
+    kept = rank_all(score, targets, batch_size=3, topk=5, history=history, mask_history=False)
+    assert torch.equal(kept.ranks, one.ranks) and torch.equal(kept.topk_items, one.topk_items)
+    assert torch.equal(kept.ranks_kept, excluded.ranks_kept) and torch.equal(kept.ranks_excluded, excluded.ranks)
+    both = kept.metrics((5,))
+    assert {k: v for k, v in both.items() if k.startswith("seen_excluded/")} == summarize(excluded.ranks, (5,), "seen_excluded/")
+    with pytest.raises(ValueError, match="mask_history needs the queries' history"):
+        rank_all(score, targets, mask_history=True)
 
 
 def test_rank_all_without_topk():

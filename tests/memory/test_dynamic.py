@@ -165,8 +165,8 @@ def test_recommendations_for_an_affected_user_change(added, flat_bank_dir, finet
 
     out, _, _ = added
     history = [["7", "2", "55"]]
-    items_b, scores_b = Recommender.load(finetuned_dir, flat_bank_dir, "cpu").recommend(history, ["1"], k=60)
-    items_a, scores_a = Recommender.load(finetuned_dir, out, "cpu").recommend(history, ["1"], k=60)
+    items_b, scores_b = Recommender.load(finetuned_dir, flat_bank_dir, "cpu").recommend(history, ["1"], k=60, exclude_history=False)
+    items_a, scores_a = Recommender.load(finetuned_dir, out, "cpu").recommend(history, ["1"], k=60, exclude_history=False)
     assert len(items_a[0]) == len(items_b[0]) == 60
     assert sorted(items_a[0]) == sorted(items_b[0])
     by_item_b = dict(zip(items_b[0], scores_b[0]))

@@ -128,8 +128,15 @@ def test_metrics_cover_both_splits(finetuned):
     assert metrics["test/hr@5"] <= metrics["test/hr@10"] <= metrics["test/hr@50"]
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["epochs_run"] == 3 and 1 <= manifest["best_epoch"] <= 3
-    assert manifest["memory"] == {"index_type_requested": "flat", "nlist": 128, "nprobe": 1, "entries": 150}
-    assert manifest["retrieval"]["top_k"] == 4 and manifest["retrieval"]["candidate_factor"] == 4
+    assert manifest["memory"] == {"index_type": "flat", "entries": 150}
+    assert manifest["retrieval"] == {"top_k": 4, "candidate_factor": 4, "channel2_retrieval": "shared",
+                                     "index_type": "flat", "nlist": 128, "nprobe": 1, "pq_m": 8}
+    # both protocols, named; the usual keys follow eval.mask_history (false here: seen items kept)
+    assert metrics["eval.mask_history"] is False
+    for key in ("valid/hr@10", "test/ndcg@10", "test/mrr@50"):
+        split, name = key.split("/")
+        assert metrics[key] == metrics[f"{split}/seen_kept/{name}"]
+        assert metrics[f"{split}/seen_excluded/{name}"] >= metrics[key]
     hist = history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3]
     assert max(r["valid/hr@10"] for r in hist) == hist[manifest["best_epoch"] - 1]["valid/hr@10"]

@@ -179,6 +179,29 @@ def test_eval_settings_are_not_part_of_the_run_identity(finished, capsys):
     assert _mtimes(out) == before
 
 
+def test_the_seen_item_protocol_is_part_of_the_run_identity(finished, capsys):
+    """Early stopping selects by it, so a finished run under the other protocol is not reused."""
+    out, args = finished
+    before = _mtimes(out)
+    capsys.readouterr()
+    assert main([*args, "--set", "eval.mask_history=true"]) == 2
+    assert "holds a run on other inputs (changed: eval.mask_history)" in capsys.readouterr().err
+    assert _mtimes(out) == before
+
+
+def test_early_stopping_and_final_metrics_follow_the_seen_item_setting(small_dataset_dir, tmp_path, tiny_args):
+    out = tmp_path / "masked"
+    assert main(["pretrain", "--data", str(small_dataset_dir), "--output", str(out),
+                 *tiny_args("pretrain.epochs=2", "pretrain.batch_size=16", "eval.mask_history=true")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval.mask_history"] is True
+    for key in ("valid/ndcg@10", "test/hr@5", "test/mrr@20"):
+        split, name = key.split("/")
+        assert metrics[key] == metrics[f"{split}/seen_excluded/{name}"] >= metrics[f"{split}/seen_kept/{name}"]
+    best = json.loads((out / "model.json").read_text())["best_epoch"]
+    assert history(out)[best - 1]["valid/ndcg@10"] == metrics["valid/seen_excluded/ndcg@10"]
+
+
 def test_restart_retrains_with_the_new_config(small_dataset_dir, tmp_path, tiny_args):
     out, args = _finished_run(small_dataset_dir, tmp_path / "done", tiny_args)
     old = _mtimes(out)["encoder.pt"]
@@ -237,6 +260,7 @@ def test_encoder_reproduces_the_logged_test_metrics(trained_model_dir, wide_data
                  "--split", "test", *tiny_args()]) == 0
     printed = json.loads(capsys.readouterr().out)
     logged = json.loads((trained_model_dir / "metrics.json").read_text())
+    assert printed.pop("eval.mask_history") is logged["eval.mask_history"] is False
     assert printed == pytest.approx({k: v for k, v in logged.items() if k.startswith("test/")}, abs=1e-12)
 
 
