@@ -41,7 +41,7 @@ def ivf_bank(tmp_path_factory, wide_dataset_dir, trained_model_dir, tiny_args):
     out = tmp_path_factory.mktemp("rec_bank") / "ivf"
     rc, manifest = run(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
                         str(out), "--index-type", "ivf", "--nlist", "3", *tiny_args()])
-    assert rc == 0 and manifest["index_type"] == "ivf" and manifest["nlist"] == 3 and manifest["nprobe"] == 1
+    assert rc == 0 and manifest["index_type_built"] == "ivf" and manifest["nlist"] == 3 and manifest["nprobe"] == 1
     return out
 
 
