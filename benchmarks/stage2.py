@@ -6,7 +6,8 @@ appended, as each run finishes, to results/stage2.jsonl with the exact commands,
 the same encoder and wall times. Finished runs are skipped; an interrupted fine-tuning resumes.
 
 Variants: `paper` (the released setting: beta 1.0, IVF nprobe 1), `beta0.5` (both channels),
-`exact` (Flat index: exact retrieval).
+`exact` (Flat index: exact retrieval), `fast` (the default configuration, configs/fast.yaml: seen items
+excluded).
 
     python benchmarks/stage2.py [--only NAME ...] [--work benchmarks/runs]
 """
@@ -26,10 +27,13 @@ HERE = Path(__file__).resolve().parent
 STAGE1 = HERE / "results" / "stage1.jsonl"
 RESULTS = HERE / "results" / "stage2.jsonl"
 
+CONFIGS = HERE.parent / "configs"
+# variant -> (index flags, finetune flags, config file of both commands)
 VARIANTS = {
-    "paper": ([], []),
-    "beta0.5": ([], ["--set", "finetune.beta=0.5"]),
-    "exact": (["--index-type", "flat"], []),
+    "paper": ([], [], CONFIGS / "raserec.yaml"),
+    "beta0.5": ([], ["--set", "finetune.beta=0.5"], CONFIGS / "raserec.yaml"),
+    "exact": (["--index-type", "flat"], [], CONFIGS / "raserec.yaml"),
+    "fast": ([], [], CONFIGS / "fast.yaml"),  # the default configuration's stage 2, seen items excluded
 }
 
 # (stage-1 run name, variant), in the order they should run.
@@ -45,6 +49,12 @@ PLAN = [
     ("sports-duorec-2020", "paper"),
     ("sports-duorec-2021", "paper"),
     ("sports-duorec-2022", "paper"),
+    ("beauty-fast-2020", "fast"),
+    ("beauty-fast-2021", "fast"),
+    ("beauty-fast-2022", "fast"),
+    ("sports-fast-2020", "fast"),
+    ("sports-fast-2021", "fast"),
+    ("sports-fast-2022", "fast"),
 ]
 
 
@@ -71,9 +81,9 @@ def main() -> int:
         s1 = stage1[base]
         data_dir = work / "data" / s1["dataset"]
         model_dir = work / base
-        index_flags, ft_flags = VARIANTS[variant]
+        index_flags, ft_flags, config = VARIANTS[variant]
         mem_dir = work / f"{base}-memory-{'flat' if index_flags else 'ivf'}"
-        seed = ["--seed", str(s1["seed"]), "--config", str(HERE.parent / "configs" / "raserec.yaml")]
+        seed = ["--seed", str(s1["seed"]), "--config", str(config)]
         index_cmd = ["raserec", "index", "--data", str(data_dir), "--model", str(model_dir), "--output", str(mem_dir), *index_flags, *seed]
         ft_cmd = ["raserec", "finetune", "--data", str(data_dir), "--model", str(model_dir), "--memory", str(mem_dir),
                   "--output", str(work / name), *seed, *ft_flags]
