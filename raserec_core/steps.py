@@ -95,10 +95,10 @@ def _work_folder(out: Path, work_root, step: str, cfg: Config, sections: tuple[s
 
 
 def _publish(work: Path, out: Path) -> None:
-    """Copy a finished work folder to ``out``, without its resume checkpoint."""
+    """Copy a finished work folder to ``out``, without its resume checkpoint (and its recorded hash)."""
     if work.resolve() == out.resolve():
         return
-    shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt"), dirs_exist_ok=True)
+    shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt*"), dirs_exist_ok=True)
 
 
 def _evaluator(cfg: Config, device):
