@@ -36,8 +36,7 @@ class Recommender:
     ) -> Recommender:
         from .data.artifact import read_ids
         from .memory.bank import MemoryBankError, load_bank
-        from .models.checkpoint import load_encoder
-        from .models.ram import RAM, RAMConfig
+        from .models.checkpoint import load_encoder, load_ram
 
         model_dir = Path(model_dir)
         encoder, manifest = load_encoder(model_dir, device)
@@ -45,8 +44,7 @@ class Recommender:
         if manifest.get("kind") == "raserec":
             if memory_dir is None:
                 raise ValueError(f"{model_dir}: a fine-tuned model needs its memory bank")
-            ram = RAM(RAMConfig(**manifest["ram"])).to(device)
-            ram.load_state_dict(torch.load(model_dir / "ram.pt", map_location=device, weights_only=True))
+            ram = load_ram(model_dir, manifest, device)
             # Serve with the nprobe the model was fine-tuned and evaluated with, unless told otherwise.
             bank = load_bank(memory_dir, nprobe=nprobe if nprobe is not None else manifest["memory"]["nprobe"])
             if bank.meta["encoder_sha256"] != manifest["encoder_sha256"]:

@@ -229,9 +229,7 @@ def evaluate(
     names = ("valid", "test") if split == "both" else (split,)
     topk = cfg.eval.topk if topk_output else 0
     if memory is not None:
-        import torch
-
-        from .models.ram import RAM, RAMConfig
+        from .models.checkpoint import load_ram
         from .training.finetune import Queries, evaluate_queries, test_view
 
         if manifest.get("kind") != "raserec":
@@ -241,8 +239,7 @@ def evaluate(
         # Retrieve the way the model was trained to read its memories.
         cfg = replace(cfg, finetune=replace(cfg.finetune, **manifest["retrieval"]))
         bank = _load_memory(memory, manifest, cfg, model)
-        ram = RAM(RAMConfig(**manifest["ram"])).to(device)
-        ram.load_state_dict(torch.load(Path(model) / "ram.pt", map_location=device, weights_only=True))
+        ram = load_ram(model, manifest, device)
         item_table = encoder.item_table.detach()
 
         def run_split(name: str):

@@ -72,10 +72,12 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
 
 
 def load(folder: str | Path, device) -> RecommenderLike:
+    from ..errors import CheckpointError
     from ..recommender import Recommender
+    from ..storage import read_json
 
     folder = Path(folder)
-    spec = json.loads((folder / MANIFEST).read_text())
+    spec = read_json(folder / MANIFEST, CheckpointError)
     if spec.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected {FORMAT_VERSION}")
     if spec.get("kind") not in ("encoder", "raserec"):
