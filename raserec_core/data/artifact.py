@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage import atomic_dir
+from ..storage import atomic_dir, may_replace
 from .errors import DataError
 from .split import SPLITS, Instances
 
@@ -78,10 +78,22 @@ def _ids_table(ids: np.ndarray):
     return pa.table({"index": pa.array(np.arange(len(ids), dtype=np.int64)), "raw_id": pa.array(ids.tolist(), pa.string())})
 
 
-def write_dataset(ds: SeqDataset, out_dir: str | Path) -> None:
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` holds a dataset folder (its ``stats.json``), which a new dataset may replace."""
+    try:
+        stats = json.loads((Path(path) / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(stats, dict) and "format_version" in stats and "fingerprint" in stats
+
+
+def write_dataset(ds: SeqDataset, out_dir: str | Path, overwrite: bool = False) -> None:
+    """Write the dataset folder atomically. An existing dataset there is replaced; any other non-empty
+    folder only with ``overwrite`` (see ``storage.may_replace``)."""
     import pyarrow.parquet as pq
 
-    with atomic_dir(out_dir, replace=True) as tmp:
+    replace = may_replace(out_dir, is_dataset, "a dataset folder", overwrite)
+    with atomic_dir(out_dir, replace=replace) as tmp:
         for name in SPLITS:
             pq.write_table(_instances_table(ds.splits[name]), tmp / f"{name}.parquet")
         pq.write_table(_ids_table(ds.user_ids), tmp / "users.parquet")

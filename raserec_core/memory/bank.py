@@ -149,6 +149,15 @@ def save_bank(bank: MemoryBank, folder: str | Path, replace_existing: bool = Fal
     return manifest
 
 
+def is_bank(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a memory bank (its ``manifest.json``), which a new bank may replace."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and "sha256" in manifest
+
+
 def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True) -> MemoryBank:
     import pyarrow.parquet as pq
 
