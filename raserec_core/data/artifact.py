@@ -29,8 +29,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class SeqDataset:
     splits: dict[str, Instances]
-    user_ids: np.ndarray  # (n_users,) raw ids as str
-    item_ids: np.ndarray  # (n_items + 1,) raw ids as str; item_ids[0] = "" is padding
+    user_ids: np.ndarray  # (n_users,) raw ids, object array of str (unpadded)
+    item_ids: np.ndarray  # (n_items + 1,) raw ids, object array of str; item_ids[0] = "" is padding
     stats: dict
 
     @property
@@ -141,7 +141,7 @@ def read_ids(path: Path) -> np.ndarray:
     index = table.column("index").to_numpy()
     if not np.array_equal(index, np.arange(len(index))):
         raise DataError(f"{path}: column 'index' must be 0..n-1 in order")
-    return np.asarray(table.column("raw_id").to_pylist(), dtype=str)
+    return table.column("raw_id").to_numpy()  # object array of str: no padding to the longest id
 
 
 def read_dataset(path: str | Path, verify: bool = True) -> SeqDataset:
