@@ -65,6 +65,9 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: is a directory, expected a file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    # A UTF-8 byte-order mark (spreadsheet exports) would otherwise become part of the first column's
+    # name or the first user id; it holds no data.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -122,22 +125,32 @@ def _table_from_text(path: Path, delimiter: str, strip_types: bool):
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path}: no interactions (the file is empty)")
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    lines = text.splitlines()
+    reader = csv.reader(lines, delimiter=delimiter)
     header = next(reader)
     names = [_strip_type(h.strip()) if strip_types else h.strip() for h in header]
+    _check_unique_columns(path, names, "line 1: ")
     width = len(header)
     row_lines = []
     try:
+        start = reader.line_num + 1  # the line the next record starts on
         for fields in reader:
-            if not fields:
-                continue  # blank lines carry no row (pyarrow skips them too)
-            if len(fields) != width:
+            if reader.line_num > start or (fields and len(fields) != width):
+                # A record over several lines, or a short one ending inside quotes: a quote left open
+                # on the line the record starts on (quotes come in pairs, escaped ones too).
+                if lines[start - 1].count('"') % 2:
+                    raise DataError(
+                        f"{path}, line {start}: a quote opened on this line is not closed on it (values cannot span lines)"
+                    )
+            if fields and len(fields) != width:
                 raise DataError(
-                    f"{path}, line {reader.line_num}: expected {width} fields separated by {delimiter!r}, got {len(fields)}"
+                    f"{path}, line {start}: expected {width} fields separated by {delimiter!r}, got {len(fields)}"
                 )
-            row_lines.append(reader.line_num)
+            if fields:  # blank lines carry no row (pyarrow skips them too)
+                row_lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{path}, line {reader.line_num}: malformed {delimiter!r}-separated line ({exc})") from None
+        raise DataError(f"{path}, line {start}: malformed {delimiter!r}-separated line ({exc})") from None
     try:
         table = pacsv.read_csv(
             pa.py_buffer(text.encode("utf-8")),
@@ -150,6 +163,15 @@ def _table_from_text(path: Path, delimiter: str, strip_types: bool):
     except pa.ArrowInvalid as exc:
         raise DataError(f"{path}: malformed {delimiter!r}-separated file ({exc})") from None
     return table, np.asarray(row_lines, dtype=np.int64)
+
+
+def _check_unique_columns(path: Path, names: list[str], where: str = "") -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}, {where}column '{name}' appears more than once in the header" if where
+                            else f"{path}: column '{name}' appears more than once")
+        seen.add(name)
 
 
 def _where(row: int, row_lines: np.ndarray | None) -> str:
@@ -198,9 +220,10 @@ def read_table(
         if not path.exists():
             raise DataError(f"{path}: file not found")
         try:
+            _check_unique_columns(path, pq.read_schema(path).names)  # read_table fails on duplicates
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         row_lines = None
     else:
         delimiter = "," if fmt == "csv" else "\t"

@@ -226,3 +226,42 @@ def test_a_million_character_id_ends_in_a_clear_error_in_bounded_memory(write):
     assert rc == 2 and f"{path}, line 51: an id of 1000000 characters" in proc.stderr
     assert max_rss_kb < 1 << 20  # ru_maxrss is in KiB on Linux: under 1 GiB
     assert not (path.parent / "ds").exists()
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.inter"])
+def test_a_duplicate_column_name_is_one_line_naming_it(write, name):
+    header = "user_id,item_id,user_id\n" if name == "log.csv" else "user_id:token\titem_id:token\tuser_id:float\n"
+    body = "a,x,1\n" if name == "log.csv" else "a\tx\t1\n"
+    msg = _error(write(name, header + body), time_col="")
+    assert "line 1: column 'user_id' appears more than once" in msg and "\n" not in msg
+
+
+def test_a_duplicate_column_in_parquet_names_it(tmp_path):
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["x"]), pa.array(["b"])],
+                                        names=["user_id", "item_id", "item_id"]), path)
+    assert "column 'item_id' appears more than once" in _error(path, time_col="")
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("log.csv", HEADER + "a,x,1\nb,y,2\n"),
+    ("log.txt", "a x\nb y\n"),
+], ids=["csv", "seq"])
+def test_a_utf8_byte_order_mark_is_stripped(write, name, content):
+    inter = read_interactions(write(name, b"\xef\xbb\xbf" + content.encode()), time_col="")
+    assert inter.user.tolist() == ["a", "b"] and inter.item.tolist() == ["x", "y"]
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (HEADER + 'a,x,1\nb,"y,2\nc,z,3\nd,w,4\n', 3),  # the open quote swallows the following lines
+    (HEADER + 'a,x,1\nb,"y,2\n', 3),  # ... or runs to the end of the file
+    (HEADER + 'a,"x ""quoted"" y",1\n\nb,"y,2\nc,z,3\n', 4),  # escaped quotes and a blank line before it
+], ids=["mid-file", "last-line", "after-escapes"])
+def test_an_unbalanced_quote_is_blamed_on_the_line_it_opens(write, content, line):
+    msg = _error(write("log.csv", content))
+    assert f"line {line}: a quote opened on this line is not closed" in msg
+
+
+def test_balanced_quotes_still_read(write):
+    inter = read_interactions(write("log.csv", HEADER + 'a,"x ""q"" y",1\n"b",y,2\n'))
+    assert inter.item.tolist() == ['x "q" y', "y"] and inter.user.tolist() == ["a", "b"]
