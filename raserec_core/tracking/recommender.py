@@ -58,7 +58,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
     if kind not in ("encoder", "raserec"):
         raise ValueError(f"{model}: no recommender for model kind {kind!r}")
     out.mkdir(parents=True, exist_ok=False)
-    keep = shutil.ignore_patterns("checkpoint.pt*", "best.pt", "history.json", "config.yaml", "metrics.json")
+    keep = shutil.ignore_patterns("checkpoint.pt*", "best.pt*", "history.json", "config.yaml", "metrics.json")
     shutil.copytree(model, out / "model", ignore=keep)
     if not (out / "model" / "items.parquet").exists():
         shutil.copyfile(data / "items.parquet", out / "model" / "items.parquet")

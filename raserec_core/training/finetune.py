@@ -28,6 +28,7 @@ from ..models.objectives import next_item_ce
 from ..models.ram import RAM, RAMConfig
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
+from .resume import read_weights
 
 log = logging.getLogger("raserec.finetune")
 
@@ -104,7 +105,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
         ram, loss_fn, len(train), lambda: evaluate_queries(valid_q, ram, item_table, cfg, "valid/", device)[0],
         loop_cfg, out_dir, on_epoch=on_epoch,
     )
-    ram.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True))
+    ram.load_state_dict(read_weights(out_dir / "best.pt"))
     test_q = Queries(encoder, InstanceTensors(ds.splits["test"]), test_view(bank, encoder, ds, device), cfg, device)
     metrics = {
         **evaluate_queries(valid_q, ram, item_table, cfg, "valid/", device)[0],

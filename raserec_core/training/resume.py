@@ -1,9 +1,9 @@
 """Resume state of a training run (``checkpoint.pt``) and the best weights (``best.pt``).
 
-Both are written to a temporary name and renamed, so a crash never leaves half a file. The resume
-checkpoint holds tensors and plain data only and is read with ``weights_only=True``: a crafted file in
-a shared checkpoint folder cannot run code. Its sha256 is recorded next to it (``checkpoint.pt.sha256``)
-and checked before it is read, so a truncated or overwritten checkpoint is refused rather than resumed.
+Both are written to a temporary name and renamed, so a crash never leaves half a file. They hold tensors
+and plain data only and are read with ``weights_only=True``: a crafted file in a shared checkpoint folder
+cannot run code. Each one's sha256 is recorded next to it (``checkpoint.pt.sha256``, ``best.pt.sha256``)
+and checked before it is read, so a truncated or overwritten file is refused rather than trained on.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ def _serialize(obj) -> bytes:
     return buf.getvalue()
 
 
-def save_weights(module: torch.nn.Module, path: Path) -> None:
-    atomic_write_bytes(path, _serialize({k: v.detach().cpu() for k, v in module.state_dict().items()}))
-
-
 def digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -42,6 +38,49 @@ def _recorded_digests(path: Path) -> list[str] | None:
     if not sidecar.exists():
         return None
     return sidecar.read_text(encoding="utf-8").split()
+
+
+def _write_recorded(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and its sha256 to ``path.sha256``, both atomically.
+
+    They are two files, renamed one after the other. While ``path`` is replaced the record names both the
+    old and the new digest, so a crash between the renames leaves a file that still verifies; afterwards
+    it names the new one only.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    previous = (_recorded_digests(path) or [])[-1:] if path.exists() else []
+    atomic_write_text(digest_path(path), "\n".join([*previous, digest]) + "\n")
+    atomic_write_bytes(path, data)
+    atomic_write_text(digest_path(path), digest + "\n")
+
+
+def _read_recorded(path: Path, what: str):
+    """The object saved at ``path`` by ``_write_recorded``, checked against its digest, tensors and plain
+    data only."""
+    data = path.read_bytes()
+    recorded = _recorded_digests(path)
+    if recorded is None:
+        # Files written before digests were recorded: still safe to read (weights_only below).
+        log.warning("%s: no recorded sha256 next to it; reading it without the integrity check", path)
+    elif hashlib.sha256(data).hexdigest() not in recorded:
+        raise CheckpointError(
+            f"{path}: content does not match its recorded sha256 ({digest_path(path).name}); the file "
+            f"is truncated or was modified; {_FIX}"
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError or EOFError here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable {what} of tensors and plain data ({reason}); {_FIX}") from None
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    _write_recorded(path, _serialize({k: v.detach().cpu() for k, v in module.state_dict().items()}))
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict written by ``save_weights`` (``best.pt``), verified; on CPU."""
+    return _read_recorded(path, "weights file")
 
 
 def save_checkpoint(path: Path, module, optimizer, generator: torch.Generator, state: dict) -> None:
@@ -57,34 +96,11 @@ def save_checkpoint(path: Path, module, optimizer, generator: torch.Generator, s
             "state": state,
         }
     )
-    digest = hashlib.sha256(data).hexdigest()
-    # The checkpoint and its hash are two files, renamed one after the other. While the checkpoint is
-    # replaced the record names both the old and the new digest, so a crash between the renames leaves a
-    # checkpoint that still verifies; afterwards it names the new one only.
-    previous = (_recorded_digests(path) or [])[-1:] if path.exists() else []
-    atomic_write_text(digest_path(path), "\n".join([*previous, digest]) + "\n")
-    atomic_write_bytes(path, data)
-    atomic_write_text(digest_path(path), digest + "\n")
+    _write_recorded(path, data)
 
 
-def _read_verified(path: Path) -> dict:
-    data = path.read_bytes()
-    recorded = _recorded_digests(path)
-    if recorded is None:
-        # Checkpoints written before hashes were recorded: still safe to read (weights_only below).
-        log.warning("%s: no recorded sha256 next to it; resuming without the integrity check", path)
-    elif hashlib.sha256(data).hexdigest() not in recorded:
-        raise CheckpointError(
-            f"{path}: content does not match its recorded sha256 ({digest_path(path).name}); the checkpoint "
-            f"is truncated or was modified; {_FIX}"
-        )
-    try:
-        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError or EOFError here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: not a readable training checkpoint of tensors and plain data ({reason}); {_FIX}"
-        ) from None
+def _read_checkpoint(path: Path) -> dict:
+    ckpt = _read_recorded(path, "training checkpoint")
     if not isinstance(ckpt, dict) or not {"module", "optimizer", "generator", "rng", "state"} <= set(ckpt):
         raise CheckpointError(f"{path}: not a training checkpoint of this version; {_FIX}")
     return ckpt
@@ -92,7 +108,7 @@ def _read_verified(path: Path) -> dict:
 
 def load_checkpoint(path: Path, module, optimizer, generator: torch.Generator) -> dict:
     """Restore ``module``, ``optimizer``, ``generator`` and the global RNG; returns the loop state dict."""
-    ckpt = _read_verified(path)
+    ckpt = _read_checkpoint(path)
     try:
         module.load_state_dict(ckpt["module"])
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -119,9 +119,10 @@ def test_a_crash_between_the_checkpoint_and_its_digest_still_resumes(tmp_path, m
     real, calls = resume.atomic_write_text, {"n": 0}
 
     def crash_on_the_second_digest_write(path, text):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash")
+        if path.name == "checkpoint.pt.sha256":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("simulated crash")
         real(path, text)
 
     monkeypatch.setattr(resume, "atomic_write_text", crash_on_the_second_digest_write)
@@ -132,3 +133,14 @@ def test_a_crash_between_the_checkpoint_and_its_digest_still_resumes(tmp_path, m
     state = _fit(tmp_path, 3)
     assert state.epoch == 3
     assert len(digest_path(tmp_path / "checkpoint.pt").read_text().split()) == 1
+
+
+def test_the_best_weights_are_verified_before_they_become_the_model(tmp_path):
+    from raserec_core.training.resume import read_weights
+
+    _fit(tmp_path, 2)
+    assert set(read_weights(tmp_path / "best.pt")) == set(make_module().state_dict())
+    state = torch.load(tmp_path / "best.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, 0.5) for k, v in state.items()}, tmp_path / "best.pt")  # a valid file
+    with pytest.raises(CheckpointError, match="best.pt: content does not match its recorded sha256"):
+        read_weights(tmp_path / "best.pt")
