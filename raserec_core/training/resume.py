@@ -43,12 +43,12 @@ def _recorded_digests(path: Path) -> list[str] | None:
 def _write_recorded(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` and its sha256 to ``path.sha256``, both atomically.
 
-    They are two files, renamed one after the other. While ``path`` is replaced the record names both the
-    old and the new digest, so a crash between the renames leaves a file that still verifies; afterwards
+    They are two files, renamed one after the other. While ``path`` is replaced the record names the old
+    digests and the new one, so a crash between the renames leaves a file that still verifies; afterwards
     it names the new one only.
     """
     digest = hashlib.sha256(data).hexdigest()
-    previous = (_recorded_digests(path) or [])[-1:] if path.exists() else []
+    previous = (_recorded_digests(path) or []) if path.exists() else []
     atomic_write_text(digest_path(path), "\n".join([*previous, digest]) + "\n")
     atomic_write_bytes(path, data)
     atomic_write_text(digest_path(path), digest + "\n")

@@ -144,3 +144,22 @@ def test_the_best_weights_are_verified_before_they_become_the_model(tmp_path):
     torch.save({k: torch.full_like(v, 0.5) for k, v in state.items()}, tmp_path / "best.pt")  # a valid file
     with pytest.raises(CheckpointError, match="best.pt: content does not match its recorded sha256"):
         read_weights(tmp_path / "best.pt")
+
+
+def test_two_crashes_before_the_checkpoint_is_renamed_still_resume(tmp_path, monkeypatch):
+    import raserec_core.training.resume as resume
+
+    _fit(tmp_path, 1)
+    real = resume.atomic_write_bytes
+
+    def crash_before_the_checkpoint_rename(path, data):
+        if path.name == "checkpoint.pt":
+            raise RuntimeError("simulated crash")
+        real(path, data)
+
+    monkeypatch.setattr(resume, "atomic_write_bytes", crash_before_the_checkpoint_rename)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _fit(tmp_path, 2)
+    monkeypatch.undo()
+    assert _fit(tmp_path, 2).epoch == 2
