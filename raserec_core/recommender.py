@@ -173,8 +173,8 @@ class Recommender:
         """From a model folder (stage 1, or fine-tuned with its memory bank), with the model's own retrieval
         settings; ``overrides`` (keys of ``OVERRIDABLE``) replace them."""
         from .data.artifact import read_ids
-        from .models.checkpoint import load_encoder
-        from .models.ram import RAM, RAMConfig
+        from .models.checkpoint import load_encoder, load_ram
+        from .models.ram import RAMConfig
 
         model_dir = Path(model_dir)
         encoder, manifest = load_encoder(model_dir, device)
@@ -185,8 +185,7 @@ class Recommender:
                 raise ValueError(f"{model_dir}: a fine-tuned model needs its memory bank")
             settings, ram_cfg = apply_overrides(RetrievalSettings.from_manifest(manifest), RAMConfig(**manifest["ram"]),
                                                 overrides or {})
-            ram = RAM(ram_cfg).to(device)
-            ram.load_state_dict(torch.load(model_dir / "ram.pt", map_location=device, weights_only=True))
+            ram = load_ram(model_dir, manifest, device, ram_cfg)
             bank = load_memory(memory_dir, manifest, settings, model_dir)
         items_path = model_dir / "items.parquet"
         item_ids = read_ids(items_path) if items_path.exists() else bank.item_ids

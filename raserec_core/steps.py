@@ -18,13 +18,18 @@ from .errors import StepError
 log = logging.getLogger("raserec")
 
 
-def preprocess(input_path: str | Path, output: str | Path, cfg: Config) -> dict[str, Any]:
+def preprocess(input_path: str | Path, output: str | Path, cfg: Config, overwrite: bool = False) -> dict[str, Any]:
+    """Interactions -> dataset folder. ``output`` may hold a dataset (replaced atomically); any other
+    non-empty folder is refused unless ``overwrite``, before any work is done."""
     from .data import build_dataset, read_interactions, write_dataset
+    from .data.artifact import is_dataset
+    from .storage import may_replace
 
+    may_replace(output, is_dataset, "a dataset folder", overwrite)  # fail fast; write_dataset checks again
     d = cfg.data
     inter = read_interactions(input_path, d.format, d.user_col, d.item_col, d.time_col)
     ds = build_dataset(inter, d.k_core, d.max_len, source=str(input_path))
-    write_dataset(ds, output)
+    write_dataset(ds, output, overwrite=overwrite)
     log.info(
         "preprocessed %s: %d users, %d items, %d interactions -> %d/%d/%d train/valid/test instances",
         input_path, ds.stats["filtered"]["users"], ds.stats["filtered"]["items"],
@@ -95,10 +100,10 @@ def _work_folder(out: Path, work_root, step: str, cfg: Config, sections: tuple[s
 
 
 def _publish(work: Path, out: Path) -> None:
-    """Copy a finished work folder to ``out``, without its resume checkpoint."""
+    """Copy a finished work folder to ``out``, without its resume checkpoint (and its recorded hash)."""
     if work.resolve() == out.resolve():
         return
-    shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt"), dirs_exist_ok=True)
+    shutil.copytree(work, out, ignore=shutil.ignore_patterns("checkpoint.pt*"), dirs_exist_ok=True)
 
 
 def _selection(cfg: Config) -> dict[str, Any]:
@@ -163,16 +168,19 @@ def _bank_digest(bank) -> str:
     return hashlib.sha256(json.dumps(bank.manifest(), sort_keys=True).encode()).hexdigest()
 
 
-def index(data: str | Path, model: str | Path, output: str | Path, cfg: Config, device) -> dict[str, Any]:
-    """Memory bank over the training instances, encoded by the frozen stage-1 encoder."""
+def index(data: str | Path, model: str | Path, output: str | Path, cfg: Config, device, overwrite: bool = False) -> dict[str, Any]:
+    """Memory bank over the training instances, encoded by the frozen stage-1 encoder. ``output`` may hold
+    a bank (replaced atomically); any other non-empty folder is refused unless ``overwrite``."""
     from .data import read_dataset
-    from .memory.bank import save_bank
+    from .memory.bank import is_bank, save_bank
     from .memory.build import bank_from_dataset
+    from .storage import may_replace
 
+    replace = may_replace(output, is_bank, "a memory bank", overwrite)  # fails before the encoding work
     ds = read_dataset(data)
     encoder, manifest = _load_model(model, ds, device)
     bank = bank_from_dataset(ds, encoder, manifest["encoder_sha256"], cfg.memory, cfg.seed, device)
-    return save_bank(bank, output, replace_existing=True)
+    return save_bank(bank, output, replace_existing=replace)
 
 
 def finetune(
@@ -292,19 +300,21 @@ def register(
 
 def memory_add(
     memory: str | Path, model: str | Path, interactions: str | Path, output: str | Path, cfg: Config, device,
-    strict: bool = False,
+    strict: bool = False, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Append new interactions to a bank (no retraining, no index rebuild); writes a new bank folder."""
+    """Append new interactions to a bank (no retraining, no index rebuild); writes a new bank folder
+    (``output`` as for ``index``; it may be ``memory`` itself)."""
     from .data import read_interactions
-    from .memory.bank import save_bank
+    from .memory.bank import is_bank, save_bank
     from .memory.dynamic import add_interactions
     from .models.checkpoint import load_encoder
+    from .storage import may_replace
 
+    replace = may_replace(output, is_bank, "a memory bank", overwrite)
     encoder, manifest = load_encoder(model, device)
     bank = _load_memory(memory, manifest, cfg, model)
     d = cfg.data
     inter = read_interactions(interactions, d.format, d.user_col, d.item_col, d.time_col)
     new_bank, report = add_interactions(bank, encoder, inter, device, strict=strict, source=str(interactions))
-    same = Path(output).resolve() == Path(memory).resolve()
-    save_bank(new_bank, output, replace_existing=same)
+    save_bank(new_bank, output, replace_existing=replace)
     return report

@@ -86,6 +86,39 @@ def test_failed_preprocess_keeps_an_existing_output(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_preprocess_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    src = tmp_path / "log.txt"
+    src.write_text("u 1 2 3\nv 1 2 3\n")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert preprocess(src, precious, "--k-core", "0") == 2
+    err = capsys.readouterr().err
+    assert f"{precious}: already exists and is not empty, and is not a dataset folder" in err and "--overwrite" in err
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+    assert preprocess(src, precious, "--k-core", "0", "--overwrite") == 0  # said explicitly: replaced
+    assert read_dataset(precious).stats["raw"]["users"] == 2 and not (precious / "thesis.tex").exists()
+
+
+def test_preprocess_replaces_its_own_dataset_atomically(tmp_path, capsys):
+    src = tmp_path / "log.txt"
+    src.write_text("u 1 2 3\n")
+    out = tmp_path / "ds"
+    assert preprocess(src, out, "--k-core", "0") == 0
+    src.write_text("u 1 2 3\nv 1 2 3\n")
+    assert preprocess(src, out, "--k-core", "0") == 0
+    assert read_dataset(out).stats["raw"]["users"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "log.txt"]  # no temporary folder left
+
+
+def test_preprocess_output_that_is_a_file_is_refused(tmp_path, capsys):
+    src, out = tmp_path / "log.txt", tmp_path / "notes.txt"
+    src.write_text("u 1 2 3\n")
+    out.write_text("keep")
+    assert preprocess(src, out, "--k-core", "0", "--overwrite") == 2
+    assert "is a file" in capsys.readouterr().err and out.read_text() == "keep"
+
+
 def test_bad_config_key_exits_2_naming_the_key(tmp_path, capsys):
     src = tmp_path / "log.txt"
     src.write_text("u 1 2 3\n")

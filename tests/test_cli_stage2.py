@@ -188,6 +188,44 @@ def test_memory_add_into_an_existing_other_folder_is_an_error(bank, trained_mode
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
 
 
+def _precious(folder):
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not ours")
+    return folder
+
+
+def test_index_never_deletes_a_folder_it_did_not_write(wide_dataset_dir, trained_model_dir, tiny_args, tmp_path, capsys):
+    precious = _precious(tmp_path / "precious")
+    cmd = ["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output", str(precious),
+           "--index-type", "flat", *tiny_args()]
+    assert run(cmd)[0] == 2
+    err = capsys.readouterr().err
+    assert f"{precious}: already exists and is not empty, and is not a memory bank" in err and "--overwrite" in err
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+    rc, manifest = run([*cmd, "--overwrite"])
+    assert rc == 0 and manifest == json.loads((precious / "manifest.json").read_text())
+
+
+def test_index_replaces_its_own_bank(bank, wide_dataset_dir, trained_model_dir, tiny_args, tmp_path):
+    import shutil
+
+    out = shutil.copytree(bank[0], tmp_path / "bank")
+    rc, manifest = run(["index", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--output",
+                        str(out), "--index-type", "brute", *tiny_args()])
+    assert rc == 0 and json.loads((out / "manifest.json").read_text())["index_type_built"] == "brute"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+
+
+def test_memory_add_overwrite_replaces_another_folder_only_when_asked(bank, trained_model_dir, tiny_args, tmp_path):
+    src = tmp_path / "slice.csv"
+    src.write_text("user_id,item_id,timestamp\n3,5,1000\n")
+    precious = _precious(tmp_path / "precious")
+    cmd = ["memory", "add", "--memory", str(bank[0]), "--model", str(trained_model_dir), "--interactions", str(src),
+           "--output", str(precious), *tiny_args()]
+    assert run(cmd)[0] == 2 and [p.name for p in precious.iterdir()] == ["notes.txt"]
+    assert run([*cmd, "--overwrite"])[0] == 0 and (precious / "manifest.json").exists()
+
+
 def test_evaluate_with_memory_uses_the_models_top_k(finetuned, bank, wide_dataset_dir, tiny_args, tmp_path):
     """Retrieval follows model.json (top_k 4 here), not the command's config (default 20)."""
     import pyarrow.parquet as pq

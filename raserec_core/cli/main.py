@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
     p.add_argument("--k-core", type=int)
     p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output even if it holds something other than a dataset")
 
     p = sub.add_parser("pretrain", help="stage 1: train the sequence encoder")
     _common(p)
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-type", choices=["brute", "flat", "ivf", "ivfpq"])
     p.add_argument("--nlist", type=int)
     p.add_argument("--nprobe", type=int)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output even if it holds something other than a memory bank")
 
     p = sub.add_parser("finetune", help="stage 2: train the retrieval-augmented module")
     _common(p)
@@ -77,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
     p.add_argument("--output", required=True, help="new bank folder (may equal --memory to update in place)")
     p.add_argument("--strict", action="store_true", help="unknown items are an error instead of being skipped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output even if it holds something other than a memory bank")
     from . import pipeline
 
     pipeline.add_parsers(sub)  # raserec run, raserec pipeline compile|submit
@@ -146,7 +152,7 @@ def run_step(args: argparse.Namespace) -> dict:
 
     cfg = load(args)
     if args.command == "preprocess":
-        return steps.preprocess(args.input, args.output, cfg)
+        return steps.preprocess(args.input, args.output, cfg, overwrite=args.overwrite)
     try:
         device = resolve_device(cfg.device)
     except ValueError as e:
@@ -159,11 +165,13 @@ def run_step(args: argparse.Namespace) -> dict:
             retrieval_overrides(args, cfg),
         )
     if args.command == "index":
-        return steps.index(args.data, args.model, args.output, cfg, device)
+        return steps.index(args.data, args.model, args.output, cfg, device, overwrite=args.overwrite)
     if args.command == "finetune":
         return steps.finetune(args.data, args.model, args.memory, args.output, cfg, device, restart=args.restart)
     if args.command == "memory" and args.memory_command == "add":
-        return steps.memory_add(args.memory, args.model, args.interactions, args.output, cfg, device, args.strict)
+        return steps.memory_add(
+            args.memory, args.model, args.interactions, args.output, cfg, device, args.strict, overwrite=args.overwrite
+        )
     raise SystemExit(f"raserec: unknown command {args.command}")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..storage import atomic_dir
+from ..storage import atomic_dir, may_replace
 from .split import SPLITS, Instances
 
 FORMAT_VERSION = 1
@@ -29,8 +29,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class SeqDataset:
     splits: dict[str, Instances]
-    user_ids: np.ndarray  # (n_users,) raw ids as str
-    item_ids: np.ndarray  # (n_items + 1,) raw ids as str; item_ids[0] = "" is padding
+    user_ids: np.ndarray  # (n_users,) raw ids, object array of str (unpadded)
+    item_ids: np.ndarray  # (n_items + 1,) raw ids, object array of str; item_ids[0] = "" is padding
     stats: dict
 
     @property
@@ -78,10 +78,22 @@ def _ids_table(ids: np.ndarray):
     return pa.table({"index": pa.array(np.arange(len(ids), dtype=np.int64)), "raw_id": pa.array(ids.tolist(), pa.string())})
 
 
-def write_dataset(ds: SeqDataset, out_dir: str | Path) -> None:
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` holds a dataset folder (its ``stats.json``), which a new dataset may replace."""
+    try:
+        stats = json.loads((Path(path) / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(stats, dict) and "format_version" in stats and "fingerprint" in stats
+
+
+def write_dataset(ds: SeqDataset, out_dir: str | Path, overwrite: bool = False) -> None:
+    """Write the dataset folder atomically. An existing dataset there is replaced; any other non-empty
+    folder only with ``overwrite`` (see ``storage.may_replace``)."""
     import pyarrow.parquet as pq
 
-    with atomic_dir(out_dir, replace=True) as tmp:
+    replace = may_replace(out_dir, is_dataset, "a dataset folder", overwrite)
+    with atomic_dir(out_dir, replace=replace) as tmp:
         for name in SPLITS:
             pq.write_table(_instances_table(ds.splits[name]), tmp / f"{name}.parquet")
         pq.write_table(_ids_table(ds.user_ids), tmp / "users.parquet")
@@ -129,7 +141,7 @@ def read_ids(path: Path) -> np.ndarray:
     index = table.column("index").to_numpy()
     if not np.array_equal(index, np.arange(len(index))):
         raise DataError(f"{path}: column 'index' must be 0..n-1 in order")
-    return np.asarray(table.column("raw_id").to_pylist(), dtype=str)
+    return table.column("raw_id").to_numpy()  # object array of str: no padding to the longest id
 
 
 def read_dataset(path: str | Path, verify: bool = True) -> SeqDataset:

@@ -12,15 +12,27 @@ from .split import SPLITS, leave_one_out
 
 
 def _sorted_unique(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique raw ids in a stable order (numeric when all ids are integers) and each row's code."""
-    uniq, codes = np.unique(raw, return_inverse=True)
+    """Unique raw ids in a stable order (numeric when all ids are integers) and each row's code.
+
+    Arrow's hash-based dictionary encoding keeps the ids unpadded (a numpy string sort would copy every
+    row at the width of the longest id). Strings sort by UTF-8 bytes, which is code-point order.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pa.array(raw, pa.large_string()).dictionary_encode()
+    uniq = encoded.dictionary
+    keys = [("text", "ascending")]
+    columns = {"text": uniq}
     try:
-        order = np.argsort(uniq.astype(np.int64), kind="stable")
-    except (ValueError, OverflowError):
-        return uniq, codes
+        columns["number"] = pc.cast(uniq, pa.int64())
+        keys.insert(0, ("number", "ascending"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # not all integers: string order
+    order = pc.sort_indices(pa.table(columns), sort_keys=keys).to_numpy()
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return uniq[order], rank[codes]
+    return uniq.take(order).to_numpy(zero_copy_only=False), rank[encoded.indices.to_numpy()]
 
 
 def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = "") -> SeqDataset:
@@ -52,8 +64,8 @@ def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = 
     counts = np.bincount(user_idx, minlength=len(kept_users))
     seq_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     splits, _ = leave_one_out(seq_items, seq_offsets, max_len)
-    user_ids = raw_users[kept_users].astype(str)
-    item_ids = np.concatenate([[""], raw_items[kept_items]]).astype(str)
+    user_ids = raw_users[kept_users]
+    item_ids = np.concatenate([np.array([""], dtype=object), raw_items[kept_items]])
     stats = {
         "format_version": FORMAT_VERSION,
         "source": source,

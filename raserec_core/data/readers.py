@@ -4,6 +4,10 @@ Two shapes of input arrive here and leave as one: an interaction table of raw id
 - sequence files (``user item item ...`` per line, items in time order; the S3-Rec/DuoRec format);
 - interaction tables: CSV, TSV, Parquet and RecBole atomic ``.inter`` files (``user_id:token`` headers),
   with user, item and timestamp columns chosen by name. Ids may be strings.
+
+Ids are held as numpy object arrays of ``str``: memory grows with the text of the ids, not with the
+number of rows times the longest id (a fixed-width numpy string array pads every row to the longest).
+An id longer than ``MAX_ID_LENGTH`` characters is refused, naming its file and line.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+
+MAX_ID_LENGTH = 1024  # characters; longer user or item ids are an input error, not data
 
 FORMAT_BY_SUFFIX = {
     ".txt": "seq",
@@ -30,8 +36,8 @@ FORMAT_BY_SUFFIX = {
 class Interactions:
     """One row per interaction. ``time`` orders a user's rows; ties keep file order."""
 
-    user: np.ndarray  # (N,) str raw ids
-    item: np.ndarray  # (N,) str raw ids
+    user: np.ndarray  # (N,) object array of str raw ids
+    item: np.ndarray  # (N,) object array of str raw ids
     time: np.ndarray  # (N,) float64
 
     def __len__(self) -> int:
@@ -59,6 +65,9 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: is a directory, expected a file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    # A UTF-8 byte-order mark (spreadsheet exports) would otherwise become part of the first column's
+    # name or the first user id; it holds no data.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -78,6 +87,8 @@ def read_sequences(path: Path) -> Interactions:
             continue
         if len(parts) < 2:
             raise DataError(f"{path}, line {lineno}: expected 'user item [item ...]', got {line.strip()!r}")
+        if len(line) > MAX_ID_LENGTH:  # only a long line can hold a long id: one check per line otherwise
+            _check_id_lengths(path, f"line {lineno}", parts)
         users.append(parts[0])
         items.extend(parts[1:])
         counts.append(len(parts) - 1)
@@ -87,7 +98,16 @@ def read_sequences(path: Path) -> Interactions:
     user = np.repeat(np.asarray(users, dtype=object), counts_arr)
     starts = np.repeat(np.cumsum(counts_arr) - counts_arr, counts_arr)
     time = (np.arange(len(items)) - starts).astype(np.float64)
-    return Interactions(user=user.astype(str), item=np.asarray(items, dtype=str), time=time)
+    return Interactions(user=user, item=np.asarray(items, dtype=object), time=time)
+
+
+def _check_id_lengths(path: Path, where: str, ids) -> None:
+    for raw in ids:
+        if len(raw) > MAX_ID_LENGTH:
+            raise DataError(
+                f"{path}, {where}: an id of {len(raw)} characters ({raw[:20]!r}...); ids may have at most "
+                f"{MAX_ID_LENGTH} characters"
+            )
 
 
 def _strip_type(name: str) -> str:
@@ -105,22 +125,32 @@ def _table_from_text(path: Path, delimiter: str, strip_types: bool):
     text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path}: no interactions (the file is empty)")
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    lines = text.splitlines()
+    reader = csv.reader(lines, delimiter=delimiter)
     header = next(reader)
     names = [_strip_type(h.strip()) if strip_types else h.strip() for h in header]
+    _check_unique_columns(path, names, "line 1: ")
     width = len(header)
     row_lines = []
     try:
+        start = reader.line_num + 1  # the line the next record starts on
         for fields in reader:
-            if not fields:
-                continue  # blank lines carry no row (pyarrow skips them too)
-            if len(fields) != width:
+            if reader.line_num > start or (fields and len(fields) != width):
+                # A record over several lines, or a short one ending inside quotes: a quote left open
+                # on the line the record starts on (quotes come in pairs, escaped ones too).
+                if lines[start - 1].count('"') % 2:
+                    raise DataError(
+                        f"{path}, line {start}: a quote opened on this line is not closed on it (values cannot span lines)"
+                    )
+            if fields and len(fields) != width:
                 raise DataError(
-                    f"{path}, line {reader.line_num}: expected {width} fields separated by {delimiter!r}, got {len(fields)}"
+                    f"{path}, line {start}: expected {width} fields separated by {delimiter!r}, got {len(fields)}"
                 )
-            row_lines.append(reader.line_num)
+            if fields:  # blank lines carry no row (pyarrow skips them too)
+                row_lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{path}, line {reader.line_num}: malformed {delimiter!r}-separated line ({exc})") from None
+        raise DataError(f"{path}, line {start}: malformed {delimiter!r}-separated line ({exc})") from None
     try:
         table = pacsv.read_csv(
             pa.py_buffer(text.encode("utf-8")),
@@ -135,11 +165,21 @@ def _table_from_text(path: Path, delimiter: str, strip_types: bool):
     return table, np.asarray(row_lines, dtype=np.int64)
 
 
+def _check_unique_columns(path: Path, names: list[str], where: str = "") -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}, {where}column '{name}' appears more than once in the header" if where
+                            else f"{path}: column '{name}' appears more than once")
+        seen.add(name)
+
+
 def _where(row: int, row_lines: np.ndarray | None) -> str:
     return f"line {int(row_lines[row])}" if row_lines is not None else f"row {row}"
 
 
-def _column(path: Path, table, name: str, role: str, row_lines: np.ndarray | None) -> np.ndarray:
+def _column(path: Path, table, name: str, role: str, row_lines: np.ndarray | None):
+    """The column ``name`` (an Arrow chunked array) with no empty value."""
     if name not in table.column_names:
         raise DataError(
             f"{path}: no {role} column named '{name}' (columns: {', '.join(table.column_names)}); "
@@ -151,7 +191,22 @@ def _column(path: Path, table, name: str, role: str, row_lines: np.ndarray | Non
 
         row = int(pc.index(pc.is_null(col), True).as_py())
         raise DataError(f"{path}, {_where(row, row_lines)}: column '{name}' is empty")
-    return np.asarray(col.to_pylist(), dtype=object)
+    return col
+
+
+def _id_column(path: Path, table, name: str, role: str, row_lines: np.ndarray | None) -> np.ndarray:
+    """Raw ids as an object array of str; a non-string column (integer ids) is formatted as numpy does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = _column(path, table, name, role, row_lines)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return np.asarray(col.to_pylist(), dtype=object).astype(str).astype(object)  # short: numbers
+    lengths = pc.utf8_length(col)
+    if len(col) and pc.max(lengths).as_py() > MAX_ID_LENGTH:
+        row = int(pc.index(pc.greater(lengths, MAX_ID_LENGTH), True).as_py())
+        _check_id_lengths(path, f"{_where(row, row_lines)}, column '{name}'", [col[row].as_py()])
+    return col.to_numpy()  # object array of str
 
 
 def read_table(
@@ -165,19 +220,20 @@ def read_table(
         if not path.exists():
             raise DataError(f"{path}: file not found")
         try:
+            _check_unique_columns(path, pq.read_schema(path).names)  # read_table fails on duplicates
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         row_lines = None
     else:
         delimiter = "," if fmt == "csv" else "\t"
         table, row_lines = _table_from_text(path, delimiter, strip_types=(fmt == "inter"))
     if table.num_rows == 0:
         raise DataError(f"{path}: no interactions (the table has no rows)")
-    user = _column(path, table, user_col, "user", row_lines).astype(str)
-    item = _column(path, table, item_col, "item", row_lines).astype(str)
+    user = _id_column(path, table, user_col, "user", row_lines)
+    item = _id_column(path, table, item_col, "item", row_lines)
     if time_col:
-        raw_time = _column(path, table, time_col, "time", row_lines)
+        raw_time = np.asarray(_column(path, table, time_col, "time", row_lines).to_pylist(), dtype=object)
         try:
             time = raw_time.astype(np.float64)
         except (TypeError, ValueError):

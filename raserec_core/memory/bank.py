@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import MemoryBankError
-from ..storage import atomic_dir
+from ..storage import atomic_dir, read_json
 from .entries import Entries
 from .index import VectorIndex, build_index, load_index, save_index
 from .retrieval import Retriever
@@ -155,6 +155,15 @@ def save_bank(bank: MemoryBank, folder: str | Path, replace_existing: bool = Fal
     return manifest
 
 
+def is_bank(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a memory bank (its ``manifest.json``), which a new bank may replace."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and "sha256" in manifest
+
+
 def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True) -> MemoryBank:
     import pyarrow.parquet as pq
 
@@ -164,11 +173,13 @@ def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True
     mpath = folder / "manifest.json"
     if not mpath.exists():
         raise MemoryBankError(f"{folder}: no manifest.json (not a memory bank written by 'raserec index')")
-    manifest = json.loads(mpath.read_text())
+    manifest = read_json(mpath, MemoryBankError)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise MemoryBankError(f"{mpath}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
     if verify:
         for name, digest in manifest["sha256"].items():
+            if not (folder / name).is_file():
+                raise MemoryBankError(f"{folder / name}: missing (listed in manifest.json); rebuild the bank with 'raserec index'")
             if _sha256(folder / name) != digest:
                 raise MemoryBankError(f"{folder / name}: content does not match manifest.json (modified or corrupt)")
     meta_table = pq.read_table(folder / "entries.parquet")

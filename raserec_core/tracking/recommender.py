@@ -58,7 +58,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
     if kind not in ("encoder", "raserec"):
         raise ValueError(f"{model}: no recommender for model kind {kind!r}")
     out.mkdir(parents=True, exist_ok=False)
-    keep = shutil.ignore_patterns("checkpoint.pt", "best.pt", "history.json", "config.yaml", "metrics.json")
+    keep = shutil.ignore_patterns("checkpoint.pt*", "best.pt*", "history.json", "config.yaml", "metrics.json")
     shutil.copytree(model, out / "model", ignore=keep)
     if not (out / "model" / "items.parquet").exists():
         shutil.copyfile(data / "items.parquet", out / "model" / "items.parquet")
@@ -72,10 +72,12 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
 
 
 def load(folder: str | Path, device) -> RecommenderLike:
+    from ..errors import CheckpointError
     from ..recommender import Recommender
+    from ..storage import read_json
 
     folder = Path(folder)
-    spec = json.loads((folder / MANIFEST).read_text())
+    spec = read_json(folder / MANIFEST, CheckpointError)
     if spec.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected {FORMAT_VERSION}")
     if spec.get("kind") not in ("encoder", "raserec"):

@@ -26,6 +26,7 @@ from ..models.objectives import next_item_ce
 from ..recommender import Recommender
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
+from .resume import read_weights
 
 log = logging.getLogger("raserec.finetune")
 
@@ -59,7 +60,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
         return evaluate_split(recommender_scores(rec, valid_q, device), valid, "valid/", cfg.eval, protocols=False)[0]
 
     state = fit(ram, loss_fn, len(train), validate, loop_cfg, out_dir, on_epoch=on_epoch)
-    ram.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True))
+    ram.load_state_dict(read_weights(out_dir / "best.pt"))
     ram.eval()
     test = InstanceTensors(ds.splits["test"])
     test_rec = rec.for_test(ds, device)

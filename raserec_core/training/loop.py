@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import random_batches
-from .checkpoint import load_checkpoint, save_checkpoint, save_weights
+from .resume import load_checkpoint, save_checkpoint, save_weights
 
 log = logging.getLogger("raserec.train")
 

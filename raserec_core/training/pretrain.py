@@ -27,6 +27,7 @@ from ..models.objectives import (
 )
 from ..storage import atomic_write_text
 from .loop import LoopConfig, fit
+from .resume import read_weights
 
 log = logging.getLogger("raserec.pretrain")
 
@@ -93,7 +94,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
         return random_batches(len(train), p.batch_size, generator)
 
     state = fit(encoder, loss_fn, len(train), validate, loop_cfg, out_dir, batches=batches, on_epoch=on_epoch)
-    encoder.load_state_dict(torch.load(out_dir / "best.pt", map_location=device, weights_only=True))
+    encoder.load_state_dict(read_weights(out_dir / "best.pt"))
     encoder.eval()
     metrics = {
         **evaluate_split(encoder, valid, "valid/")[0],

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raserec_core.data import DataError, build_dataset, read_interactions
+from raserec_core.data.readers import MAX_ID_LENGTH
 
 HEADER = "user_id,item_id,timestamp\n"
 
@@ -165,3 +166,102 @@ def test_line_number_counts_blank_lines(write):
 def test_quoted_csv_field_with_a_comma(write):
     inter = read_interactions(write("log.csv", HEADER + 'a,"x,y",1\n'))
     assert inter.item.tolist() == ["x,y"]
+
+
+LONG = "x" * (MAX_ID_LENGTH + 1)
+
+
+@pytest.mark.parametrize(("name", "content", "where"), [
+    ("log.txt", f"u1 1 2 3\nu2 1 {LONG} 3\n", "line 2"),
+    ("log.csv", HEADER + f"a,x,1\n{LONG},y,2\n", "line 3, column 'user_id'"),
+    ("log.tsv", "user_id\titem_id\ttimestamp\n" + f"a\tx\t1\nb\ty\t2\nc\t{LONG}\t3\n", "line 4, column 'item_id'"),
+], ids=["seq", "csv", "tsv"])
+def test_an_id_over_the_length_limit_names_the_line(write, name, content, where):
+    msg = _error(write(name, content))
+    assert where in msg and f"{MAX_ID_LENGTH + 1} characters" in msg and f"at most {MAX_ID_LENGTH}" in msg
+
+
+def test_an_id_over_the_length_limit_in_parquet_names_the_row(tmp_path):
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user_id": ["a", "b"], "item_id": ["x", LONG], "timestamp": [1, 2]}), path)
+    assert "row 1, column 'item_id'" in _error(path)
+
+
+def test_an_id_at_the_length_limit_is_read(write):
+    longest = "y" * MAX_ID_LENGTH
+    inter = read_interactions(write("log.txt", f"u {longest} 2\n"))
+    assert inter.item.tolist() == [longest, "2"]
+
+
+def test_a_million_character_id_ends_in_a_clear_error_in_bounded_memory(write):
+    """Ids used to live in fixed-width numpy strings: every row padded to the longest id (22.7 GB for
+    this file's big brother). The child's address space is capped too, so a regression fails here
+    instead of taking the machine down."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import raserec_core
+
+    lines = [f"u{u} " + " ".join(f"i{(u + j) % 40}" for j in range(4)) for u in range(100)]
+    lines[50] = "u50 i1 " + "x" * 1_000_000 + " i2"
+    path = write("big.txt", "\n".join(lines) + "\n")
+    child = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from raserec_core.cli.main import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('RESULT', rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    root = str(Path(raserec_core.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", child, "preprocess", "--input", str(path), "--output", str(path.parent / "ds"),
+         "--k-core", "0"], capture_output=True, text=True, env=env, timeout=300,
+    )
+    result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert result, proc.stderr[-2000:]
+    rc, max_rss_kb = map(int, result[0].split()[1:])
+    assert rc == 2 and f"{path}, line 51: an id of 1000000 characters" in proc.stderr
+    assert max_rss_kb < 1 << 20  # ru_maxrss is in KiB on Linux: under 1 GiB
+    assert not (path.parent / "ds").exists()
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.inter"])
+def test_a_duplicate_column_name_is_one_line_naming_it(write, name):
+    header = "user_id,item_id,user_id\n" if name == "log.csv" else "user_id:token\titem_id:token\tuser_id:float\n"
+    body = "a,x,1\n" if name == "log.csv" else "a\tx\t1\n"
+    msg = _error(write(name, header + body), time_col="")
+    assert "line 1: column 'user_id' appears more than once" in msg and "\n" not in msg
+
+
+def test_a_duplicate_column_in_parquet_names_it(tmp_path):
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["x"]), pa.array(["b"])],
+                                        names=["user_id", "item_id", "item_id"]), path)
+    assert "column 'item_id' appears more than once" in _error(path, time_col="")
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("log.csv", HEADER + "a,x,1\nb,y,2\n"),
+    ("log.txt", "a x\nb y\n"),
+], ids=["csv", "seq"])
+def test_a_utf8_byte_order_mark_is_stripped(write, name, content):
+    inter = read_interactions(write(name, b"\xef\xbb\xbf" + content.encode()), time_col="")
+    assert inter.user.tolist() == ["a", "b"] and inter.item.tolist() == ["x", "y"]
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (HEADER + 'a,x,1\nb,"y,2\nc,z,3\nd,w,4\n', 3),  # the open quote swallows the following lines
+    (HEADER + 'a,x,1\nb,"y,2\n', 3),  # ... or runs to the end of the file
+    (HEADER + 'a,"x ""quoted"" y",1\n\nb,"y,2\nc,z,3\n', 4),  # escaped quotes and a blank line before it
+], ids=["mid-file", "last-line", "after-escapes"])
+def test_an_unbalanced_quote_is_blamed_on_the_line_it_opens(write, content, line):
+    msg = _error(write("log.csv", content))
+    assert f"line {line}: a quote opened on this line is not closed" in msg
+
+
+def test_balanced_quotes_still_read(write):
+    inter = read_interactions(write("log.csv", HEADER + 'a,"x ""q"" y",1\n"b",y,2\n'))
+    assert inter.item.tolist() == ['x "q" y', "y"] and inter.user.tolist() == ["a", "b"]

@@ -98,6 +98,24 @@ def test_tampered_file_is_rejected(name, tmp_path, make_bank, make_entries):
         load_bank(folder)
 
 
+def test_truncated_manifest_names_the_file(tmp_path, make_bank, make_entries):
+    folder = tmp_path / "bank"
+    save_bank(make_bank(make_entries(10), "brute"), folder)
+    text = (folder / "manifest.json").read_text()
+    (folder / "manifest.json").write_text(text[: len(text) // 2])
+    with pytest.raises(MemoryBankError, match="not valid JSON") as err:
+        load_bank(folder)
+    assert str(folder / "manifest.json") in str(err.value)
+
+
+def test_missing_listed_file_names_the_file(tmp_path, make_bank, make_entries):
+    folder = tmp_path / "bank"
+    save_bank(make_bank(make_entries(10), "brute"), folder)
+    (folder / "entries.parquet").unlink()
+    with pytest.raises(MemoryBankError, match="entries.parquet: missing"):
+        load_bank(folder)
+
+
 def test_not_a_bank_is_rejected(tmp_path):
     with pytest.raises(MemoryBankError, match="no manifest.json"):
         load_bank(tmp_path)

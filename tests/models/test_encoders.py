@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from raserec_core.config import ModelConfig  # noqa: E402
 from raserec_core.models.checkpoint import CheckpointError, encoder_spec, file_sha256, load_encoder  # noqa: E402
 from raserec_core.models.encoder import build_encoder, encode_by_length, encode_views, length_groups  # noqa: E402
-from raserec_core.training.checkpoint import save_weights  # noqa: E402
+from raserec_core.training.resume import save_weights  # noqa: E402
 
 N_ITEMS, MAX_LEN = 30, 10
 # lengths 1, 2, 3 and 10: most rows short, so length groups save padding

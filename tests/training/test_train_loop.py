@@ -144,7 +144,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("raserec_core.training.checkpoint.torch.save", boom)
+    monkeypatch.setattr("raserec_core.training.resume.torch.save", boom)
     with pytest.raises(OSError, match="disk full"):
         fit(module, loss_fn_for(module), len(X), validate_for(module), cfg(epochs=2), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == good
