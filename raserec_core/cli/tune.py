@@ -47,7 +47,7 @@ def _local(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from raserec_core.tuning.study import TuneRequest, TuneError, tune
+    from raserec_core.tuning.study import TuneError, TuneRequest, tune
 
     if args.trials < 1 or args.warmup_epochs < 0:
         raise TuneError("--trials must be >= 1 and --warmup-epochs >= 0")
