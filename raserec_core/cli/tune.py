@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.trials < 1 or args.warmup_epochs < 0:
         raise TuneError("--trials must be >= 1 and --warmup-epochs >= 0")
     req = TuneRequest(
-        data=_local(args.data), space=args.space, study_dir=Path(args.study_dir or "."),
+        data=_local(args.data), space=args.space, study_dir=Path(args.study_dir or ".").resolve(),
         config=_local(args.config) if args.config else None, overrides=overrides(args), trials=args.trials,
         timeout=args.timeout, pruner=args.pruner, warmup_epochs=args.warmup_epochs,
         tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None, experiment=args.experiment,

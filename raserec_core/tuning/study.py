@@ -226,7 +226,7 @@ def _run_one(req: TuneRequest, study, distributions: dict, metric: str, uri: str
 
     try:
         outcome = run_trial(argv, out, out.with_name(out.name + ".log"), metric, report, req.poll_s)
-    except BaseException:
+    except Exception:  # an interrupt (Ctrl-C) leaves the trial RUNNING: the next run resumes it, as after a kill
         study.tell(trial, state=TrialState.FAIL)
         run.set_tags({TAG_STATE: "FAIL"})
         run.end("FAILED")
