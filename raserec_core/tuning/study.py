@@ -184,19 +184,24 @@ def tune(req: TuneRequest) -> dict[str, Any]:
         recover(study, mlflow)
         distributions = {p.key: p.distribution() for p in space}
         started = time.monotonic()
-        while _finished(study) < req.trials:
-            if req.timeout is not None and time.monotonic() - started >= req.timeout:
-                log.info("timeout: no new trial after %.0f s", req.timeout)
-                break
-            _run_one(req, study, distributions, metric, uri, study_id)
+        try:
+            while _finished(study) < req.trials:
+                if req.timeout is not None and time.monotonic() - started >= req.timeout:
+                    log.info("timeout: no new trial after %.0f s", req.timeout)
+                    break
+                _run_one(req, study, distributions, metric, uri, study_id)
+        except Exception:
+            mlflow.set_terminated(parent, status="FAILED")
+            raise
         finished = _finished(study) >= req.trials
         result = _result(req, study, metric, finished)
         result["mlflow"] = {"tracking_uri": runs.scrub(uri), "experiment": req.experiment, "parent_run_id": parent}
         if finished:
-            if "best" not in runs.step_runs(mlflow, exp_id, study_id):
+            summaries = runs.step_runs(mlflow, exp_id, study_id).get("best", [])
+            if not summaries or summaries[-1].data.tags.get(TAG_TRIAL) != str(result.get("best_trial")):
                 _log_summary(req, uri, study_id, result)
             mlflow.set_terminated(parent, status="FINISHED")
-        elif not finished:
+        else:
             mlflow.set_terminated(parent, status="KILLED")  # stopped by the timeout; the same command resumes it
     return result
 

@@ -128,6 +128,20 @@ def test_pruned_trial_is_stopped(tmp_path, wide_dataset_dir):
     assert len(read_history(out)) < 200
 
 
+def test_failed_trial_stops_the_search_and_names_its_log(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    study_dir = tmp_path / "study"
+    argv = ["tune", "--data", str(tmp_path / "no-such-dataset"), "--space", str(space), "--study-dir", str(study_dir),
+            "--trials", "2", "--device", "cpu", *set_args(TINY)]
+    assert main(argv) == 2
+    assert f"trial 0 failed (exit code 2); see {study_dir / 'trials' / '0'}.log" in capsys.readouterr().err
+    assert [t.state.name for t in load_study(study_dir).get_trials()] == ["FAIL"]
+    _, runs = mlflow_runs(study_dir)
+    status = {r.data.tags["raserec.role"]: r.info.status for r in runs}
+    assert status == {"pipeline": "FAILED", "step": "FAILED"}
+
+
 @pytest.fixture(scope="module")
 def busier_dataset(tmp_path_factory) -> Path:
     """200 users: an epoch takes a few tenths of a second, long enough to be killed in the middle of."""
