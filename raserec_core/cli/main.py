@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import pipeline
 
     pipeline.add_parsers(sub)  # raserec run, raserec pipeline compile|submit
+    from . import tune
+
+    tune.add_parser(sub)  # raserec tune
     return parser
 
 
@@ -142,6 +145,10 @@ def run(args: argparse.Namespace) -> dict:
         from . import pipeline
 
         return pipeline.run(args)
+    if args.command == "tune":  # its trials read their own (S3) inputs; --data stays as given
+        from . import tune
+
+        return tune.run(args)
     with contextlib.ExitStack() as stack:
         localize(args, stack)
         return run_step(args)
