@@ -260,7 +260,9 @@ def pipeline_task(
     """Run one pipeline step inside its MLflow run; see the module docstring."""
     from raserec_core.tracking import runs
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # In a task, kfp's executor has configured the root logger without logger names; ours replaces it, so
+    # that ``raserec run`` can tell our lines (``raserec.*``) from kfp's and MLflow's.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=os.environ.get("_KFP_RUNTIME") == "true")
     cfg = pipeline_config(config_yaml, **dict(overrides or {}))
     device = None
     if needs_device:

@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -24,6 +24,7 @@ _END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 # A log line of a step (components/runtime.py's format): "<date> <time> <logger> <LEVEL> <message>".
 _OURS = re.compile(r"^\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (raserec[\w.]*) (INFO|WARNING|ERROR|CRITICAL) (.*)$")
 _EPOCH = re.compile(r"^epoch (\d+)\s")
+_CHATTY = ("mlflow", "alembic")  # their INFO records in this process (store creation, migrations)
 
 
 class RunConsole(io.TextIOBase):
@@ -149,12 +150,23 @@ class _ToConsole(logging.Handler):
             self.console.kfp_record(record)
 
 
-def route_logs(console: RunConsole) -> tuple[logging.Logger, list[logging.Handler]]:
-    """Send the root logger's records (kfp's outside its tasks, ours) to ``console``; returns what to restore."""
+def route_logs(console: RunConsole) -> Callable[[], None]:
+    """Send the root logger's records (kfp's outside its tasks, ours) to ``console``; returns the undo."""
     root = logging.getLogger()
-    saved = root.handlers[:]
+    handlers, level = root.handlers[:], root.level
     root.handlers = [_ToConsole(console)]
-    return root, saved
+    root.setLevel(logging.INFO)
+    quiet = {name: logging.getLogger(name).level for name in _CHATTY}  # they log through handlers of their own
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    def restore() -> None:
+        root.handlers = handlers
+        root.setLevel(level)
+        for name, previous in quiet.items():
+            logging.getLogger(name).setLevel(previous)
+
+    return restore
 
 
 def _duration(seconds: float) -> str:

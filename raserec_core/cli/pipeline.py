@@ -105,7 +105,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
                          sys.stderr, verbose=args.verbose)
     # Without -v the console takes kfp's and MLflow's output (kfp's local runner prints the tasks' output
     # on stdout, its own records go to the root logger): stdout keeps the result.
-    root_logger, handlers = route_logs(console) if not args.verbose else (None, [])
+    restore_logs = route_logs(console) if not args.verbose else None
     try:
         export_root = args.artifact_root if is_s3(args.artifact_root) else ""
         root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
@@ -125,8 +125,8 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         console.close()
-        if root_logger is not None:
-            root_logger.handlers = handlers
+        if restore_logs is not None:
+            restore_logs()
 
 
 def submit(args: argparse.Namespace) -> dict[str, Any]:
