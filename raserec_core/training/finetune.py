@@ -23,6 +23,7 @@ from ..memory.bank import MemoryBank
 from ..memory.build import extend_with_splits
 from ..memory.retrieval import Retrieved, gather_memories, retrieve_all
 from ..models.checkpoint import file_sha256
+from ..models.configs import from_section
 from ..models.encoder import encode_instances
 from ..models.objectives import next_item_ce
 from ..models.ram import RAM, RAMConfig
@@ -33,12 +34,7 @@ log = logging.getLogger("raserec.finetune")
 
 
 def ram_config(cfg: Config, hidden_size: int) -> RAMConfig:
-    f = cfg.finetune
-    return RAMConfig(
-        hidden_size=hidden_size, n_heads=f.n_heads, inner_size=f.inner_size, top_k=f.top_k, attn_tau=f.attn_tau,
-        dropout=f.dropout, alpha=f.alpha, beta=f.beta, cross_attn_residual_ln=f.cross_attn_residual_ln,
-        retrieval_position_embedding=f.retrieval_position_embedding, length_gate=f.length_gate,
-    )
+    return from_section(RAMConfig, cfg.finetune, hidden_size=hidden_size)
 
 
 class Queries:
