@@ -196,7 +196,8 @@ class StepTask:
                 atomic_write_text(path, json.dumps(dict(result), indent=2, sort_keys=True, default=str) + "\n")
             artifact.metadata.update(facts)
             artifact.metadata["pipeline_run_id"] = self.pipeline_run_id
-            artifact.metadata["config"] = self.sections
+            # JSON text: kfp carries metadata as a protobuf Struct, which would turn every int into a float
+            artifact.metadata["config"] = json.dumps(self.sections, sort_keys=True)
             if self.artifact_root and path.exists():
                 from raserec_core.storage import export, join
 
@@ -282,8 +283,8 @@ def pipeline_task(
     for name, metadata in (upstream or {}).items():
         metadata = dict(metadata or {})
         runs.log_cached_step(run, name, {k: v for k, v in metadata.items() if k != "config"})
-        if isinstance(metadata.get("config"), Mapping):  # a cached step's share of the parent's params
-            runs.log_parent_params(run, {"config": metadata["config"]})
+        if metadata.get("config"):  # a cached step's share of the parent's params
+            runs.log_parent_params(run, {"config": _sections(metadata)})
     task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path, sections)
     log.info("%s: MLflow run %s (pipeline run %s)", step, run.run_id, run_id)
     try:
@@ -355,6 +356,12 @@ def _call(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) ->
     raise ValueError(f"unknown step {step!r}")
 
 
+def _sections(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The config sections a step put in its artifact's metadata (JSON text), or none."""
+    text = metadata.get("config")
+    return json.loads(text) if isinstance(text, str) and text else {}
+
+
 def _log_dataset(run: Any, run_id: str, stats: Mapping[str, Any]) -> None:
     """The dataset as an MLflow input of ``run_id``: its source and fingerprint (the data is not copied)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -384,7 +391,7 @@ def _close_pipeline(t: StepTask, upstream: Mapping[str, Mapping[str, Any]]) -> N
     run = t.run
     config = t.cfg.to_dict()
     for metadata in upstream.values():  # each upstream step's sections, with the overrides it received
-        config.update(dict(metadata or {}).get("config") or {})
+        config.update(_sections(dict(metadata or {})))
     run.client.log_text(run.parent_id, from_dict(config).to_yaml(), "config/resolved.yaml")
     preprocess = dict(upstream.get("preprocess") or {})
     _log_dataset(run, run.parent_id, preprocess)

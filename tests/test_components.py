@@ -162,6 +162,7 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
     assert seen["input"] == "u1 i1 i2 i3\n"  # the s3:// input was downloaded for the step
     assert data.metadata["filtered_users"] == 24 and data.metadata["fingerprint"] == "fp-1"
     assert data.metadata["export_uri"] == f"s3://{s3_bucket}/exports/glue-1/preprocess/dataset"
+    assert json.loads(data.metadata["config"]) == tiny_config().section("data")  # its sections, for later steps
 
     model = _art(Model, tmp_path, "model")
     _component("pretrain").python_func(data=data, model=model, backbone="gru4rec", pretrain_epochs=3, **common)
@@ -241,7 +242,7 @@ def test_register_logs_runs_for_cached_upstream_steps(mlflow_store, tmp_path, mo
     uri, art = mlflow_store
     runs.ensure_experiment(MlflowClient(uri), "cached", (art / "cached").as_uri())
     monkeypatch.setattr(steps, "register", _Recorder({"version": "1", "alias": "champion"}), raising=False)
-    meta = {"valid_ndcg_at_10": 0.3, "pipeline_run_id": "older-run", "config": {"model": {"backbone": "gru4rec"}}}
+    meta = {"valid_ndcg_at_10": 0.3, "pipeline_run_id": "older-run", "config": json.dumps({"model": {"backbone": "gru4rec", "n_layers": 3}})}
     _component("register").python_func(
         data=_art(Dataset, tmp_path, "d", {"filtered_users": 24.0}), pretrained=_art(Model, tmp_path, "p", meta),
         memory=_art(Artifact, tmp_path, "m", {"entries": 120.0}), model=_art(Model, tmp_path, "f", meta),
@@ -259,7 +260,8 @@ def test_register_logs_runs_for_cached_upstream_steps(mlflow_store, tmp_path, mo
     assert children["pretrain"][0].data.tags["raserec.artifact.pipeline_run_id"] == "older-run"
     assert "config_model_backbone" not in children["pretrain"][0].data.metrics
     parent = runs.find_parent(c, exp, "kfp-12345678")  # the cached steps' config sections reach the parent
-    assert c.get_run(parent.info.run_id).data.params["config.model.backbone"] == "gru4rec"
+    params = c.get_run(parent.info.run_id).data.params
+    assert (params["config.model.backbone"], params["config.model.n_layers"]) == ("gru4rec", "3")
 
 
 def test_task_rejects_missing_tracking_and_run_id(monkeypatch):
