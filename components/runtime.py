@@ -319,8 +319,11 @@ def run_component(step: str, args: Mapping[str, Any]) -> tuple | None:
     ) as t:
         result, outputs = _call(step, t, ports, values)
         t.record(result, **outputs)
-        if step == "preprocess":
-            _log_dataset(t.run, t.run.run_id, t.results)
+        if step == "preprocess":  # the data as given (the step read a local copy of an s3:// URI)
+            from raserec_core.tracking.runs import scrub
+
+            ports["dataset"].metadata["data_uri"] = scrub(values["data_uri"])
+            _log_dataset(t.run, t.run.run_id, ports["dataset"].metadata)
     if step == "evaluate":
         return (t.value(VALID_METRIC),)
     return None
@@ -362,16 +365,17 @@ def _sections(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(text) if isinstance(text, str) and text else {}
 
 
-def _log_dataset(run: Any, run_id: str, stats: Mapping[str, Any]) -> None:
-    """The dataset as an MLflow input of ``run_id``: its source and fingerprint (the data is not copied)."""
+def _log_dataset(run: Any, run_id: str, dataset: Mapping[str, Any]) -> None:
+    """The dataset as an MLflow input of ``run_id``: its source and fingerprint from the dataset artifact's
+    metadata (the data is not copied)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
     from raserec_core.tracking.runs import scrub
 
-    source = scrub(str(stats.get("source", "")))
-    fingerprint = str(stats.get("fingerprint", ""))
+    source = scrub(str(dataset.get("data_uri") or dataset.get("source", "")))
+    fingerprint = str(dataset.get("fingerprint", ""))
     if not source or not fingerprint:
         return
     import warnings

@@ -215,7 +215,8 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
     assert (resolved["finetune"]["alpha"], resolved["model"]["backbone"], resolved["memory"]["index_type"]) == (
         0.3, "gru4rec", "flat")  # the whole config, put together by the last step from its inputs' metadata
     (dataset,) = parent.inputs.dataset_inputs  # the data as an MLflow input, by source and fingerprint
-    assert json.loads(dataset.dataset.source) == {"uri": "x"} and dataset.dataset.digest == "fp-1"  # stats["source"]
+    assert json.loads(dataset.dataset.source) == {"uri": f"s3://{s3_bucket}/raw/toy.txt"}  # as given, not the local copy
+    assert dataset.dataset.digest == "fp-1"
     text = Path(summary.path).read_text()  # the Kubeflow run's Markdown: metrics, version, the MLflow run
     assert "| ndcg@10 | 0.2000 |" in text and "version **3** as `@challenger`" in text
     assert f"run {parent.info.run_id}" in text
