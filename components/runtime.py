@@ -286,7 +286,6 @@ def pipeline_task(
         if metadata.get("config"):  # a cached step's share of the parent's params
             runs.log_parent_params(run, {"config": _sections(metadata)})
     task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path, sections)
-    log.info("%s: MLflow run %s (pipeline run %s)", step, run.run_id, run_id)
     try:
         with task._stack:
             run.log_text(cfg.to_yaml(), "config/resolved.yaml")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import warnings
 
 from raserec_core.cli.console import RunConsole, route_logs, summary
 
@@ -74,7 +76,8 @@ def test_verbose_passes_everything_through():
     assert _run(text, verbose=True) == text
 
 
-def test_kfp_cache_hits_and_our_records_through_the_root_logger():
+def test_kfp_cache_hits_and_our_records_through_the_root_logger(monkeypatch):
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
     out = io.StringIO()
     console = RunConsole(STEPS, {}, out)
     restore = route_logs(console)
@@ -82,9 +85,12 @@ def test_kfp_cache_hits_and_our_records_through_the_root_logger():
         logging.getLogger().info("Task pretrain cache hit (key=0123456789ab); skipping execution.")
         logging.getLogger("alembic.runtime.migration").info("Running upgrade")
         logging.getLogger("raserec.cli").info("pipeline steps preload /x/libmimalloc.so")
+        warnings.warn("Task 'index': settings ['cpu_limit'] have no effect in the local runner", UserWarning, stacklevel=1)
+        assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # also for the step processes
     finally:
         restore()
     assert out.getvalue().splitlines() == ["[2/6] pretrain: from the cache", "      pipeline steps preload /x/libmimalloc.so"]
+    assert "MLFLOW_LOGGING_LEVEL" not in os.environ
 
 
 def test_summary_names_metrics_version_and_where_to_look():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import sys
 import time
@@ -25,6 +26,7 @@ _END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 _OURS = re.compile(r"^\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (raserec[\w.]*) (INFO|WARNING|ERROR|CRITICAL) (.*)$")
 _EPOCH = re.compile(r"^epoch (\d+)\s")
 _CHATTY = ("mlflow", "alembic")  # their INFO records in this process (store creation, migrations)
+_MLFLOW_LEVEL = "MLFLOW_LOGGING_LEVEL"
 
 
 class RunConsole(io.TextIOBase):
@@ -145,26 +147,35 @@ class _ToConsole(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("raserec"):
-            self.console._show(f"      {record.getMessage()}")
+            prefix = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
+            self.console._show(f"      {prefix}{record.getMessage()}")
         else:
             self.console.kfp_record(record)
 
 
 def route_logs(console: RunConsole) -> Callable[[], None]:
-    """Send the root logger's records (kfp's outside its tasks, ours) to ``console``; returns the undo."""
+    """Send the root logger's records (kfp's outside its tasks, ours) and Python's warnings (kfp warns that
+    the local runner ignores resources) to ``console``, and keep MLflow's INFO records (store creation,
+    migrations) out, here and in the step processes; returns the undo."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     root.handlers = [_ToConsole(console)]
     root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
     quiet = {name: logging.getLogger(name).level for name in _CHATTY}  # they log through handlers of their own
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
+    mlflow_level = os.environ.get(_MLFLOW_LEVEL)
+    os.environ.setdefault(_MLFLOW_LEVEL, "WARNING")  # MLflow sets its level from it when imported
 
     def restore() -> None:
         root.handlers = handlers
         root.setLevel(level)
+        logging.captureWarnings(False)
         for name, previous in quiet.items():
             logging.getLogger(name).setLevel(previous)
+        if mlflow_level is None:
+            os.environ.pop(_MLFLOW_LEVEL, None)
 
     return restore
 
