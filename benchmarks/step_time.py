@@ -35,7 +35,7 @@ def main() -> int:
     from records import environment  # this folder
 
     import raserec_core
-    from raserec_core.cli.device import resolve_device
+    from raserec_core.device import resolve_device
     from raserec_core.config import load_config
     from raserec_core.data import read_dataset
     from raserec_core.data.batching import InstanceTensors

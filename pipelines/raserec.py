@@ -1,12 +1,13 @@
 """The RaSeRec pipeline DAG, its per-step resources, retries, caching and object-store credentials.
 
 ``raserec_pipeline`` is what ``compile.py`` writes to ``raserec_pipeline.yaml`` for a cluster;
-``build(retries=0)`` is the same DAG without retries, which ``raserec run`` uses locally (there a failure
+``build(retries=False)`` is the same DAG without retries, which ``raserec run`` uses locally (there a failure
 is a bug to see at once, not a pre-empted node to wait for).
 
-Parameters left at their "unset" value (``""``, ``0``, ``-1.0``) keep the value of ``config_yaml`` (or
-the built-in defaults). Each step receives only the overrides that touch its config sections, so that,
-for instance, a new ``alpha`` re-runs fine-tuning but takes pre-training from the cache.
+The pipeline's parameters and what each step receives come from the one table, ``components/params.py``:
+a step receives only the parameters that change what it computes, so that, for instance, a new
+``alpha`` re-runs fine-tuning but takes pre-training from the cache. Parameters left at their "unset"
+value (``""``, ``0``, ``-1.0``) keep the value of ``config_yaml`` (or the built-in defaults).
 
 ``checkpoint_root`` (empty: off) is a folder that outlives a step's pod, e.g. a mounted volume: the two
 training steps train there, in folders named by their config and inputs, so resubmitting an interrupted
@@ -17,16 +18,13 @@ MLflow URI from the ConfigMap ``raserec-config`` (both in ``manifests/``), as en
 set by kfp-kubernetes: no credential is ever a pipeline parameter or a value in the compiled YAML.
 """
 
+import inspect
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact
 
-from components.evaluate import evaluate
-from components.finetune import finetune
-from components.index import index
-from components.preprocess import preprocess
-from components.pretrain import pretrain
-from components.register import register
+from components.factory import build_all
+from components.params import PARAMS, REQUIRED, Param, step_params
 
 PIPELINE_NAME = "raserec"
 SECRET = "raserec-object-store"
@@ -65,71 +63,46 @@ def _configure(task: dsl.PipelineTask, step: str, retries: bool) -> dsl.Pipeline
     return task
 
 
-def build(retries: bool = True):
-    """The pipeline function (retries on or off; everything else identical)."""
-
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="RaSeRec: retrieval-augmented sequential recommendation, from interactions to a registered model",
+def signature(table: tuple[Param, ...] = PARAMS) -> inspect.Signature:
+    """The pipeline function's typed signature: the table's pipeline parameters, required ones first."""
+    rows = sorted((p for p in table if p.pipeline), key=lambda p: p.default is not REQUIRED)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [inspect.Parameter(p.name, kind, annotation=p.type,
+                           **({} if p.default is REQUIRED else {"default": p.default})) for p in rows],
+        return_annotation=Artifact,
     )
-    def raserec(
-        data_uri: str,
-        config_yaml: str = "",
-        backbone: str = "",
-        objective: str = "",
-        pretrain_epochs: int = 0,
-        finetune_epochs: int = 0,
-        top_k: int = 0,
-        alpha: float = -1.0,
-        beta: float = -1.0,
-        index_type: str = "",
-        model_name: str = "raserec",
-        mlflow_tracking_uri: str = "",
-        mlflow_experiment: str = "raserec",
-        pipeline_run_id: str = "",
-        artifact_root: str = "",
-        checkpoint_root: str = "",
-    ) -> Artifact:
-        tracking = dict(
-            mlflow_tracking_uri=mlflow_tracking_uri, mlflow_experiment=mlflow_experiment,
-            pipeline_run_id=pipeline_run_id, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, artifact_root=artifact_root,
-        )
-        stage1 = dict(backbone=backbone, objective=objective, pretrain_epochs=pretrain_epochs)
-        everything = dict(
-            **stage1, finetune_epochs=finetune_epochs, top_k=top_k, alpha=alpha, beta=beta, index_type=index_type,
-        )
 
-        prep = _configure(preprocess(data_uri=data_uri, config_yaml=config_yaml, **tracking), "preprocess", retries)
-        data = prep.outputs["dataset"]
-        pre = _configure(
-            pretrain(data=data, config_yaml=config_yaml, checkpoint_root=checkpoint_root, **stage1, **tracking),
-            "pretrain", retries,
-        )
-        idx = _configure(
-            index(data=data, model=pre.outputs["model"], config_yaml=config_yaml, index_type=index_type, **stage1,
-                  **tracking),
-            "index", retries,
-        )
-        fine = _configure(
-            finetune(data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"], config_yaml=config_yaml,
-                     checkpoint_root=checkpoint_root, **everything, **tracking),
-            "finetune", retries,
-        )
-        ev = _configure(
-            evaluate(data=data, model=fine.outputs["model"], memory=idx.outputs["memory"], config_yaml=config_yaml,
-                     **everything, **tracking),
-            "evaluate", retries,
-        )
-        reg = _configure(
-            register(data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"],
-                     model=fine.outputs["model"], metrics=ev.outputs["metrics"],
-                     valid_ndcg_at_10=ev.outputs["valid_ndcg_at_10"], model_name=model_name, config_yaml=config_yaml,
-                     **everything, **tracking),
-            "register", retries,
-        )
+
+def build(retries: bool = True, table: tuple[Param, ...] = PARAMS):
+    """The pipeline function (retries on or off; everything else identical) over the parameter ``table``."""
+    comps = build_all(table)
+    sig = signature(table)
+
+    def raserec(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = {**bound.arguments, "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+
+        def task(step: str, **ports):
+            params = {p.name: values[p.name] for p in step_params(step, table)}
+            return _configure(comps[step](**ports, **params), step, retries)
+
+        data = task("preprocess").outputs["dataset"]
+        pre = task("pretrain", data=data)
+        idx = task("index", data=data, model=pre.outputs["model"])
+        fine = task("finetune", data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"])
+        ev = task("evaluate", data=data, model=fine.outputs["model"], memory=idx.outputs["memory"])
+        reg = task("register", data=data, pretrained=pre.outputs["model"], memory=idx.outputs["memory"],
+                   model=fine.outputs["model"], metrics=ev.outputs["metrics"],
+                   valid_ndcg_at_10=ev.outputs["valid_ndcg_at_10"])
         return reg.outputs["registration"]
 
-    return raserec
+    raserec.__signature__ = sig
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="RaSeRec: retrieval-augmented sequential recommendation, from interactions to a registered model",
+    )(raserec)
 
 
 raserec_pipeline = build(retries=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .cli.device import DEVICES
+from .device import DEVICES
 from .errors import ConfigError
 
 
@@ -175,7 +175,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     seed: int = ranged(2020, "[0, 4294967295]")
-    device: str = "auto"  # one of cli.device.DEVICES, resolved at the edge
+    device: str = "auto"  # one of device.DEVICES, resolved at the edge
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -196,7 +196,7 @@ class Config:
 
 
 CHOICES = {
-    "device": set(DEVICES),  # names from the edge that resolves them (cli.device)
+    "device": set(DEVICES),  # names from the module that resolves them (device.py)
     "data.format": {"auto", "seq", "csv", "tsv", "parquet", "inter"},
     "model.backbone": {"sasrec", "gru4rec"},
     "model.layer": {"postln", "ligr"},

@@ -293,12 +293,8 @@ class Recommender:
 
 
 def ram_config(cfg, hidden_size: int):
-    """The RAM's config from ``cfg.finetune``."""
+    """The RAM's config from ``cfg.finetune``, its fields taken by name (models/configs.py)."""
+    from .models.configs import from_section
     from .models.ram import RAMConfig
 
-    f = cfg.finetune
-    return RAMConfig(
-        hidden_size=hidden_size, n_heads=f.n_heads, inner_size=f.inner_size, top_k=f.top_k, attn_tau=f.attn_tau,
-        dropout=f.dropout, alpha=f.alpha, beta=f.beta, cross_attn_residual_ln=f.cross_attn_residual_ln,
-        retrieval_position_embedding=f.retrieval_position_embedding, length_gate=f.length_gate,
-    )
+    return from_section(RAMConfig, cfg.finetune, hidden_size=hidden_size)

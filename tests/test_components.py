@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from infra_fixtures import (  # noqa: F401  (fixtures)
     SECRET_VALUE,
     TINY_OVERRIDES,
@@ -18,12 +19,11 @@ from infra_fixtures import (  # noqa: F401  (fixtures)
     s3_bucket,
     tiny_config,
 )
-from kfp.dsl import Artifact, Dataset, Metrics, Model
+from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Model
 
+from components.params import PARAMS, STEPS, is_unset, overrides, step_params
+from components.runtime import STEP_SECTIONS, pipeline_config
 from raserec_core import steps
-from raserec_core.cli.task import OVERRIDES, is_unset, pipeline_config
-
-STEPS = ("preprocess", "pretrain", "index", "finetune", "evaluate", "register")
 
 
 def _component(step: str):
@@ -42,9 +42,42 @@ def test_component_is_thin_and_on_the_one_image(step):
     assert "pip install" not in " ".join(container.command)  # install_kfp_package=False, nothing at run time
     assert comp.component_spec.description  # the docstring
     body = ast.parse(textwrap.dedent(inspect.getsource(comp.python_func)))
-    calls = [n for n in ast.walk(body) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    statements = [ast.unparse(n) for n in body.body[0].body[1:]]  # after the docstring: the whole body
+    assert statements == ["from components.runtime import run_component", f"return run_component({step!r}, locals())"]
+    # its parameters are its rows of the table, typed as there
+    params = {name: p for name, p in inspect.signature(comp.python_func).parameters.items()}
+    for row in step_params(step):
+        assert params[row.name].annotation is row.type
+    table = {p.name for p in PARAMS}
+    assert {n for n in params if n in table} == {p.name for p in step_params(step)}
+
+
+def test_the_runtime_makes_one_call_into_steps_per_step():
+    import components.runtime as runtime
+
+    tree = ast.parse(inspect.getsource(runtime._call))
+    calls = [n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
              and isinstance(n.func.value, ast.Name) and n.func.value.id == "steps"]
-    assert [c.func.attr for c in calls] == [step]  # exactly one call into raserec_core.steps, its own
+    assert sorted(calls) == sorted(STEPS)
+
+
+def test_a_step_logs_only_config_sections_whose_overrides_it_takes():
+    """A step logs a section (on its run and on the parent) only with every override of it, so that the
+    parent's parameters are right whichever step logs them first; every override is logged somewhere."""
+    for p in PARAMS:
+        if not p.key:
+            continue
+        section = p.key.split(".")[0]
+        loggers = [s for s, sections in STEP_SECTIONS.items() if section in sections]
+        assert loggers, f"{p.name}: no step logs section {section!r}"
+        assert set(loggers) <= set(p.steps), f"{p.name} ({p.key}) does not reach {set(loggers) - set(p.steps)}"
+    assert sorted(STEP_SECTIONS) == sorted(STEPS)
+
+
+def test_evaluate_and_register_take_no_retrieval_setting():
+    # the fine-tuned model owns top-K, alpha and beta: they would only change logged params and cache keys
+    for step in ("evaluate", "register"):
+        assert not {"top_k", "alpha", "beta", "finetune_epochs"} & {p.name for p in step_params(step)}
 
 
 def test_pipeline_config_overrides():
@@ -53,7 +86,7 @@ def test_pipeline_config_overrides():
     assert (cfg.model.backbone, cfg.pretrain.objective, cfg.pretrain.epochs) == ("gru4rec", "ce", 3)
     assert (cfg.finetune.alpha, cfg.finetune.beta, cfg.finetune.top_k) == (0.0, 1.0, 4)
     assert pipeline_config("").to_dict() == type(cfg)().to_dict()
-    assert set(OVERRIDES) == {"backbone", "objective", "pretrain_epochs", "finetune_epochs", "top_k", "alpha", "beta",
+    assert set(overrides()) == {"backbone", "objective", "pretrain_epochs", "finetune_epochs", "top_k", "alpha", "beta",
                               "index_type"}
     assert is_unset("") and is_unset(0) and is_unset(-1.0) and not is_unset(0.0) and not is_unset(False)
     from raserec_core.config import ConfigError
@@ -129,6 +162,7 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
     assert seen["input"] == "u1 i1 i2 i3\n"  # the s3:// input was downloaded for the step
     assert data.metadata["filtered_users"] == 24 and data.metadata["fingerprint"] == "fp-1"
     assert data.metadata["export_uri"] == f"s3://{s3_bucket}/exports/glue-1/preprocess/dataset"
+    assert json.loads(data.metadata["config"]) == tiny_config().section("data")  # its sections, for later steps
 
     model = _art(Model, tmp_path, "model")
     _component("pretrain").python_func(data=data, model=model, backbone="gru4rec", pretrain_epochs=3, **common)
@@ -148,16 +182,16 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
 
     met, topk = _art(Metrics, tmp_path, "metrics"), _art(Artifact, tmp_path, "topk")
     (valid_ndcg,) = _component("evaluate").python_func(data=data, model=tuned, metrics=met, topk=topk, memory=memory,
-                                                       alpha=0.3, **common)
+                                                       **common)
     _, kw = fakes["evaluate"].calls[0]
     assert kw == {"topk_output": topk.path, "metrics_output": met.path, "memory": memory.path}
     assert valid_ndcg == 0.25
     assert met.metadata == {"valid_ndcg_at_10": 0.25, "valid_hr_at_10": 0.5, "test_ndcg_at_10": 0.2}
 
-    reg = _art(Artifact, tmp_path, "registration")
+    reg, summary = _art(Artifact, tmp_path, "registration"), _art(Markdown, tmp_path, "summary")
     _component("register").python_func(
         data=data, pretrained=model, memory=memory, model=tuned, metrics=met, valid_ndcg_at_10=valid_ndcg,
-        registration=reg, model_name="toy", alpha=0.3, **common,
+        registration=reg, summary=summary, model_name="toy", **common,
     )
     args, kw = fakes["register"].calls[0]
     assert args == (data.path, tuned.path, args[2], 0.25) and str(args[2]) == "cpu"
@@ -173,7 +207,19 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
     assert sorted(children) == sorted(STEPS) and all(len(v) == 1 for v in children.values())
     assert not any(runs.TAG_CACHED in v[0].data.tags for v in children.values())
     parent = c.get_run(parent.info.run_id)
-    assert parent.data.params["config.finetune.alpha"] == "0.3"  # the full config, from the late steps
+    assert parent.data.params["config.finetune.alpha"] == "0.3"  # each step logs its sections on the parent
+    assert parent.data.params["config.model.backbone"] == "gru4rec"
+    assert parent.data.params["config.memory.index_type"] == "flat"
+    assert (parent.data.tags["raserec.version"], len(parent.data.tags["raserec.git_commit"])) == ("0.1.0", 40)
+    resolved = yaml.safe_load(Path(c.download_artifacts(parent.info.run_id, "config/resolved.yaml", str(tmp_path))).read_text())
+    assert (resolved["finetune"]["alpha"], resolved["model"]["backbone"], resolved["memory"]["index_type"]) == (
+        0.3, "gru4rec", "flat")  # the whole config, put together by the last step from its inputs' metadata
+    (dataset,) = parent.inputs.dataset_inputs  # the data as an MLflow input, by source and fingerprint
+    assert json.loads(dataset.dataset.source) == {"uri": f"s3://{s3_bucket}/raw/toy.txt"}  # as given, not the local copy
+    assert dataset.dataset.digest == "fp-1"
+    text = Path(summary.path).read_text()  # the Kubeflow run's Markdown: metrics, version, the MLflow run
+    assert "| ndcg@10 | 0.2000 |" in text and "version **3** as `@challenger`" in text
+    assert f"run {parent.info.run_id}" in text
     assert parent.data.metrics["valid_ndcg_at_10"] == 0.25
     assert parent.data.tags["raserec.dataset_fingerprint"] == "fp-1"
     pre = children["preprocess"][0]
@@ -197,12 +243,12 @@ def test_register_logs_runs_for_cached_upstream_steps(mlflow_store, tmp_path, mo
     uri, art = mlflow_store
     runs.ensure_experiment(MlflowClient(uri), "cached", (art / "cached").as_uri())
     monkeypatch.setattr(steps, "register", _Recorder({"version": "1", "alias": "champion"}), raising=False)
-    meta = {"valid_ndcg_at_10": 0.3, "pipeline_run_id": "older-run"}
+    meta = {"valid_ndcg_at_10": 0.3, "pipeline_run_id": "older-run", "config": json.dumps({"model": {"backbone": "gru4rec", "n_layers": 3}})}
     _component("register").python_func(
         data=_art(Dataset, tmp_path, "d", {"filtered_users": 24.0}), pretrained=_art(Model, tmp_path, "p", meta),
         memory=_art(Artifact, tmp_path, "m", {"entries": 120.0}), model=_art(Model, tmp_path, "f", meta),
         metrics=_art(Metrics, tmp_path, "e", {"valid_ndcg_at_10": 0.3}), valid_ndcg_at_10=0.3,
-        registration=_art(Artifact, tmp_path, "r"), config_yaml=tiny_config().to_yaml(), mlflow_tracking_uri=uri,
+        registration=_art(Artifact, tmp_path, "r"), summary=_art(Markdown, tmp_path, "s"), config_yaml=tiny_config().to_yaml(), mlflow_tracking_uri=uri,
         mlflow_experiment="cached", kfp_run_id="12345678",
     )
     c = MlflowClient(uri)
@@ -213,10 +259,14 @@ def test_register_logs_runs_for_cached_upstream_steps(mlflow_store, tmp_path, mo
     assert cached == sorted(set(STEPS) - {"register"})
     assert children["index"][0].data.metrics == {"entries": 120.0}
     assert children["pretrain"][0].data.tags["raserec.artifact.pipeline_run_id"] == "older-run"
+    assert "config_model_backbone" not in children["pretrain"][0].data.metrics
+    parent = runs.find_parent(c, exp, "kfp-12345678")  # the cached steps' config sections reach the parent
+    params = c.get_run(parent.info.run_id).data.params
+    assert (params["config.model.backbone"], params["config.model.n_layers"]) == ("gru4rec", "3")
 
 
 def test_task_rejects_missing_tracking_and_run_id(monkeypatch):
-    from raserec_core.cli.task import pipeline_task, resolve_run_id
+    from components.runtime import pipeline_task, resolve_run_id
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ValueError, match="no MLflow tracking URI"):

@@ -175,7 +175,7 @@ def test_cli_flags_win_over_set_and_yaml(tmp_path):
 def test_resolve_device():
     import torch
 
-    from raserec_core.cli.device import resolve_device
+    from raserec_core.device import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -70,6 +70,36 @@ def test_six_components_with_resources_retries_and_caching(compiled):
     assert params["alpha"]["parameterType"] == "NUMBER_DOUBLE" and params["top_k"]["parameterType"] == "NUMBER_INTEGER"
 
 
+def test_a_new_table_row_reaches_every_component_that_takes_it(tmp_path):
+    """One row in components/params.py is the whole change for a new setting: the real kfp compiler puts it
+    in the pipeline's parameters and in the signature and inputs of exactly the components it names."""
+    from kfp import compiler
+
+    from components.params import PARAMS, Param
+    from pipelines.raserec import build
+
+    table = (*PARAMS, Param("nprobe", int, 0, ("index", "finetune"), key="memory.nprobe"))
+    out = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build(retries=True, table=table), str(out))
+    spec, _ = list(yaml.safe_load_all(out.read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["nprobe"]["parameterType"] == "NUMBER_INTEGER"
+    tasks = spec["root"]["dag"]["tasks"]
+    for step in STEPS:
+        takes = step in ("index", "finetune")
+        inputs = spec["components"][f"comp-{step}"]["inputDefinitions"]["parameters"]
+        assert ("nprobe" in inputs) is takes, step
+        wired = tasks[step]["inputs"]["parameters"].get("nprobe")
+        assert wired == ({"componentInputParameter": "nprobe"} if takes else None), step
+        source = " ".join(spec["deploymentSpec"]["executors"][f"exec-{step}"]["container"]["command"])
+        assert ("nprobe: int = 0" in source) is takes, step  # the function kfp ships to the container
+
+
+def test_top_k_goes_one_way_from_the_pipeline_to_finetune(compiled):
+    spec, _ = list(yaml.safe_load_all(compiled))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert [s for s in STEPS if "top_k" in tasks[s]["inputs"].get("parameters", {})] == ["finetune"]
+
+
 def test_no_secret_in_the_compiled_yaml(tmp_path, monkeypatch):
     for var in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_TOKEN", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(var, SECRET_VALUE)

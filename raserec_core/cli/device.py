@@ -1,30 +1,11 @@
-"""Device choice, made once at each edge: a CLI command, a pipeline step, a served model's load.
-
-Everything below the edge receives the chosen ``torch.device`` as an argument or reads it off its input
-tensors. Imports nothing of raserec_core, so ``config`` can validate names against ``DEVICES``.
-"""
+"""The ``--device`` flag; the names and their resolution live in ``raserec_core.device``."""
 
 from __future__ import annotations
 
-import os
+import argparse
 
-DEVICES = ("auto", "cpu", "cuda")  # the names a user may choose
-SERVING_ENV = "RASEREC_DEVICE"  # a served model's device (default auto); MLflow gives load_context no other input
-
-
-def resolve_device(name: str):
-    """The torch device for a ``device`` config value: ``auto`` is CUDA when present, else the CPU."""
-    import torch
-
-    if name not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but no CUDA device is available")
-    return torch.device(name)
+from ..device import DEVICES
 
 
-def serving_device():
-    """The device a served model loads onto: ``$RASEREC_DEVICE``, else ``auto``."""
-    return resolve_device(os.environ.get(SERVING_ENV, "auto"))
+def add_device_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, help="auto = CUDA when present")

@@ -1,6 +1,7 @@
 """``raserec <command>``: argument parsing, config loading and device choice, then one call into ``steps``.
 
-Results (metrics, stats) go to stdout as JSON; logs and progress go to stderr.
+Results (metrics, stats) go to stdout as JSON (``raserec run``: a summary for a reader); logs and progress
+go to stderr.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import logging
 import os
 import sys
 
-from raserec_core.cli.device import DEVICES, resolve_device
+from raserec_core.cli.device import add_device_flag
+from raserec_core.device import resolve_device
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (dotted path), repeatable")
-    p.add_argument("--device", choices=DEVICES, help="auto = CUDA when present")
+    add_device_flag(p)
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -203,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RaSeRecError, FileExistsError, FileNotFoundError) as exc:
         print(f"raserec {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "run":  # for a reader: the run's metrics, its model version, where to look
+        from .console import summary
+
+        sys.stdout.write(summary(result))
+        return 0
     json.dump(result, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0

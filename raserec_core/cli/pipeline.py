@@ -1,17 +1,18 @@
-"""``raserec run`` (the whole pipeline through the local kfp runner) and ``raserec pipeline compile|submit``.
+"""``raserec run`` (the whole pipeline through the local kfp runner) and ``raserec pipeline compile|submit``:
+their flags, config and environment; the running itself is ``pipelines.runner``'s.
 
 Imports stay inside the functions: ``raserec --help`` and ``raserec pipeline compile`` import neither
 torch nor mlflow.
 
 ``raserec run`` defaults: the pipeline root (kfp's artifact store) is ``runs/pipeline``; MLflow is
 ``sqlite:///<root>/mlflow.db`` with artifacts in ``<root>/mlartifacts`` unless ``MLFLOW_TRACKING_URI`` is
-set. ``--artifact-root`` is a local folder (then it is the pipeline root) or an ``s3://`` URI (kfp's local
-runner cannot use one as its root: the steps then export every artifact there themselves, under
-``<uri>/<pipeline run id>/<step>/<output>``). The training steps train in ``<root>/checkpoints`` (see
-``steps._work_folder``): rerunning an interrupted ``raserec run`` resumes pre-training or fine-tuning from
-its last epoch; ``--no-cache`` turns that off with the cache.
+set. ``--artifact-root`` is a local folder (then it is the pipeline root) or an ``s3://`` URI (the steps
+then export every artifact there themselves). The training steps train in ``<root>/checkpoints``:
+rerunning an interrupted ``raserec run`` resumes pre-training or fine-tuning from its last epoch;
+``--no-cache`` turns that off with the cache. The console shows our progress (``cli/console.py``) and
+ends with the run's test metrics, its registered version and where to look; ``-v`` shows kfp's and
+MLflow's own output too.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -85,86 +86,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"raserec pipeline: unknown command {args.pipeline_command}")
 
 
-def _local_tracking(root: Path, experiment: str) -> str:
-    """MLFLOW_TRACKING_URI if set, else a SQLite store in ``root`` (its experiment's artifacts there too)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    location = None
-    if not uri:
-        uri = f"sqlite:///{root / 'mlflow.db'}"
-        location = (root / "mlartifacts").as_uri()
-    from ..tracking.runs import client, ensure_experiment
-
-    ensure_experiment(client(uri), experiment, location)
-    return uri
-
-
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
-    from ..steps import StepError
+    import yaml
+
+    from components.params import STEPS
+    from pipelines import runner
+
     from ..storage import is_s3
     from ..tracking.runs import check_run_id
     from .allocator import mimalloc_for_children
+    from .console import RunConsole, route_logs
 
     config_yaml = resolved_config_yaml(args)  # fail on a bad config before anything starts
     if args.run_id:
         check_run_id(args.run_id)
-    export_root = args.artifact_root if is_s3(args.artifact_root) else ""
-    root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    tracking_uri = _local_tracking(root, args.experiment)
-    checkpoint_root = args.checkpoint_root
-    if checkpoint_root is None:
-        checkpoint_root = "" if args.no_cache else str(root / "checkpoints")
-    data = args.data if is_s3(args.data) else str(Path(args.data).resolve())
-    if not is_s3(data) and not Path(data).exists():
-        raise FileNotFoundError(f"--data {args.data}: no such file or folder")
-
-    from kfp import local
-
-    from pipelines.raserec import build
-
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=not args.no_cache,
-    )
-    # kfp's local runner prints the tasks' logs on stdout: they go to stderr, stdout keeps the result.
+    cfg = yaml.safe_load(config_yaml)
+    console = RunConsole(STEPS, {"pretrain": cfg["pretrain"]["epochs"], "finetune": cfg["finetune"]["epochs"]},
+                         sys.stderr, verbose=args.verbose)
+    # Without -v the console takes kfp's and MLflow's output (kfp's local runner prints the tasks' output
+    # on stdout, its own records go to the root logger): stdout keeps the result.
+    restore_logs = route_logs(console) if not args.verbose else None
     try:
-        with contextlib.redirect_stdout(sys.stderr), mimalloc_for_children():
-            task = build(retries=False)(
-                data_uri=data, config_yaml=config_yaml, model_name=args.model_name, mlflow_tracking_uri=tracking_uri,
-                mlflow_experiment=args.experiment, pipeline_run_id=args.run_id, artifact_root=export_root,
-                checkpoint_root=str(Path(checkpoint_root).resolve()) if checkpoint_root else "",
+        export_root = args.artifact_root if is_s3(args.artifact_root) else ""
+        root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        tracking_uri = runner.local_tracking(root, args.experiment, os.environ.get("MLFLOW_TRACKING_URI", ""))
+        checkpoint_root = args.checkpoint_root
+        if checkpoint_root is None:
+            checkpoint_root = "" if args.no_cache else str(root / "checkpoints")
+        data = args.data if is_s3(args.data) else str(Path(args.data).resolve())
+        if not is_s3(data) and not Path(data).exists():
+            raise FileNotFoundError(f"--data {args.data}: no such file or folder")
+        with contextlib.redirect_stdout(console), mimalloc_for_children():
+            return runner.run_local(
+                data, config_yaml, root, tracking_uri=tracking_uri, experiment=args.experiment,
+                model_name=args.model_name, pipeline_run_id=args.run_id, export_root=export_root,
+                checkpoint_root=str(Path(checkpoint_root).resolve()) if checkpoint_root else "", cache=not args.no_cache,
             )
-    except RuntimeError as exc:  # kfp's local runner: a task failed (its log is above)
-        raise StepError(f"the pipeline failed ({exc}); the failed task's log is above, artifacts under {root}") from None
-    registration = task.output
-    return {
-        "pipeline_root": str(root),
-        "artifacts": str(Path(registration.path).parent.parent),
-        "mlflow_tracking_uri": tracking_uri,
-        "mlflow_experiment": args.experiment,
-        "artifact_root": export_root or str(root),
-        "registration": dict(registration.metadata),
-    }
+    finally:
+        console.close()
+        if restore_logs is not None:
+            restore_logs()
 
 
 def submit(args: argparse.Namespace) -> dict[str, Any]:
-    import tempfile
+    from pipelines import runner
 
-    import kfp
-
-    from pipelines.compile import compile_pipeline
-
-    config_yaml = resolved_config_yaml(args)
-    with tempfile.TemporaryDirectory(prefix="raserec-submit-") as tmp:
-        package = compile_pipeline(Path(tmp) / "raserec_pipeline.yaml")
-        result = kfp.Client(host=args.host).create_run_from_pipeline_package(
-            str(package),
-            arguments={
-                "data_uri": args.data, "config_yaml": config_yaml, "model_name": args.model_name,
-                "mlflow_tracking_uri": args.mlflow_tracking_uri, "mlflow_experiment": args.experiment,
-                "pipeline_run_id": args.run_id, "artifact_root": args.artifact_root,
-                "checkpoint_root": args.checkpoint_root or "",
-            },
-            run_name=args.run_name,
-            experiment_name=args.experiment,
-        )
-    return {"run_id": result.run_id, "host": args.host, "experiment": args.experiment}
+    return runner.submit(
+        args.host, args.data, resolved_config_yaml(args), experiment=args.experiment, model_name=args.model_name,
+        run_name=args.run_name, tracking_uri=args.mlflow_tracking_uri, pipeline_run_id=args.run_id,
+        export_root=args.artifact_root, checkpoint_root=args.checkpoint_root or "",
+    )

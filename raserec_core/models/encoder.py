@@ -7,37 +7,20 @@ import torch
 
 
 def build_encoder(backbone: str, n_items: int, max_len: int, model_cfg, n_extra_tokens: int = 0):
-    """The encoder for ``model_cfg`` (a ``config.ModelConfig``)."""
+    """The encoder for ``model_cfg`` (a ``config.ModelConfig``), its config derived from it by field name."""
+    from .configs import from_section
+
     if backbone == "sasrec":
         from .sasrec import SASRec, SASRecConfig
 
-        return SASRec(
-            SASRecConfig(
-                n_items=n_items,
-                max_len=max_len,
-                hidden_size=model_cfg.hidden_size,
-                n_layers=model_cfg.n_layers,
-                n_heads=model_cfg.n_heads,
-                inner_size=model_cfg.ffn_size,
-                hidden_dropout=model_cfg.hidden_dropout,
-                attn_dropout=model_cfg.attn_dropout,
-                layer_norm_eps=model_cfg.layer_norm_eps,
-                initializer_range=model_cfg.initializer_range,
-                n_extra_tokens=n_extra_tokens,
-                layer=model_cfg.layer,
-            )
-        )
+        return SASRec(from_section(SASRecConfig, model_cfg, n_items=n_items, max_len=max_len,
+                                   n_extra_tokens=n_extra_tokens, inner_size=model_cfg.ffn_size))
     if backbone == "gru4rec":
         from .gru4rec import GRU4Rec, GRU4RecConfig
 
-        return GRU4Rec(
-            GRU4RecConfig(
-                n_items=n_items,
-                hidden_size=model_cfg.hidden_size,
-                dropout=model_cfg.gru_dropout,
-                n_extra_tokens=n_extra_tokens,
-            )
-        )
+        # GRU4Rec's n_layers stays its own (1): the section's n_layers is the transformer's.
+        return GRU4Rec(GRU4RecConfig(n_items=n_items, hidden_size=model_cfg.hidden_size, dropout=model_cfg.gru_dropout,
+                                     n_extra_tokens=n_extra_tokens))
     raise ValueError(f"unknown backbone {backbone!r} (expected sasrec or gru4rec)")
 
 

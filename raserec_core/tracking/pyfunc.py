@@ -22,7 +22,7 @@ DEFAULT_K = 10
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from ..cli.device import serving_device
+        from ..device import serving_device
         from .recommender import load
 
         self.recommender = load(context.artifacts[ARTIFACT], serving_device())
