@@ -10,11 +10,12 @@ from raserec_core.cli.main import build_parser, load
 from raserec_core.config import Config, ConfigError, from_dict, load_config, parse_set
 
 
-def test_defaults_are_the_logged_run():
+def test_defaults_are_the_fast_configuration():
     cfg = load_config()
     assert cfg == Config()
     assert (cfg.model.hidden_size, cfg.model.n_layers, cfg.model.n_heads, cfg.model.inner_size) == (64, 2, 2, 256)
-    assert (cfg.pretrain.batch_size, cfg.pretrain.epochs, cfg.pretrain.contrast) == (256, 75, "us_x")
+    assert (cfg.pretrain.objective, cfg.pretrain.batching, cfg.pretrain.batch_size) == ("ce", "sequence", 256)
+    assert cfg.eval.mask_history is True
     assert cfg.data.k_core == 5 and cfg.data.max_len == 50
     assert cfg.eval.ks == (5, 10, 20, 50)
 

@@ -24,3 +24,26 @@ def test_experiment_configs(name, expected):
     for key, value in expected.items():
         section, field = key.split(".")
         assert cfg[section][field] == value, key
+
+
+def test_fast_yaml_is_the_default_configuration():
+    from raserec_core.config import Config
+
+    assert load_config(CONFIGS / "fast.yaml") == Config()
+
+
+def test_paper_yaml_is_the_published_setting_of_both_stages():
+    import yaml
+
+    from raserec_core.config import from_dict
+
+    stage1 = yaml.safe_load((CONFIGS / "duorec.yaml").read_text())
+    stage2 = yaml.safe_load((CONFIGS / "raserec.yaml").read_text())
+    paper = load_config(CONFIGS / "paper.yaml")
+    assert paper == from_dict({**stage1, **stage2})
+    assert paper.pretrain.objective == "duorec" and paper.finetune.valid_metric == "hr@10"
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "duorec.yaml", "raserec.yaml", "sasrec.yaml", "gru4rec.yaml"])
+def test_published_experiments_keep_seen_items_in_the_ranking(name):
+    assert load_config(CONFIGS / name).eval.mask_history is False
