@@ -50,6 +50,7 @@ PLAN = [
     ("sports-duorec-2021", "paper"),
     ("sports-duorec-2022", "paper"),
     ("beauty-fast-2020", "fast"),
+    ("beauty-fast256-2020", "fast"),
     ("beauty-fast-2021", "fast"),
     ("beauty-fast-2022", "fast"),
     ("sports-fast-2020", "fast"),

@@ -10,8 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+from toy_data import TINY, make_seq_lines, set_args  # noqa: F401  (tests import them from here too)
 
 try:
     import torch
@@ -26,28 +26,6 @@ _tmpdir = os.environ.get("TMPDIR")
 if _tmpdir and not Path(_tmpdir).is_dir():
     Path(_tmpdir).mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = None  # re-read TMPDIR
-
-# Tiny models for every CLI training run: fast on a shared CPU, and one place to change them.
-TINY = [
-    "model.hidden_size=16",
-    "model.inner_size=32",
-    "model.hidden_dropout=0.2",
-    "model.attn_dropout=0.2",
-    "pretrain.batch_size=8",
-    "pretrain.epochs=3",
-    "pretrain.patience=10",
-    "data.max_len=5",
-    "eval.batch_size=16",
-]
-
-
-def set_args(items: list[str]) -> list[str]:
-    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
-    out: list[str] = []
-    for item in items:
-        out += ["--set", item]
-    return out
-
 
 @pytest.fixture(scope="session")
 def tiny_args():
@@ -74,19 +52,6 @@ def _seed_and_cwd(request, monkeypatch):
     if torch is not None:
         torch.manual_seed(0)
     yield
-
-
-def make_seq_lines(n_users: int, n_items: int, seed: int = 0, min_len: int = 4, max_len: int = 9) -> str:
-    """A sequence file (``user item item ...``) whose users each see min_len..max_len items."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for u in range(1, n_users + 1):
-        n = int(rng.integers(min_len, max_len + 1))
-        # a little structure (item i tends to be followed by i+1) so training has something to learn
-        start = int(rng.integers(1, n_items + 1))
-        items = [(start + j - 1) % n_items + 1 for j in range(n)]
-        lines.append(" ".join(map(str, [u, *items])))
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("mlflow")
 
-from conftest import TINY, make_seq_lines, set_args  # noqa: E402
+from toy_data import TINY, make_seq_lines, set_args  # noqa: E402
 
 from raserec_core.cli.main import main  # noqa: E402
 from raserec_core.config import load_config  # noqa: E402
