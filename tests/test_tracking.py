@@ -133,7 +133,7 @@ def test_champion_challenger_gate_both_ways(mlflow_store, tmp_path):
 
 @pytest.mark.integration
 def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset, toy_encoder, tmp_path, monkeypatch):
-    from raserec_core.tracking import recommender, runs
+    from raserec_core.tracking import model_folder, runs
     from raserec_core.tracking.registry import register_model
 
     uri, art = mlflow_store
@@ -147,8 +147,8 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
 
     # the same answers in-process, straight from the packed folder
     packed = tmp_path / "packed"
-    recommender.pack(toy_encoder, toy_dataset, packed, None, "cpu")
-    expected, _ = recommender.load(packed, "cpu").recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
+    model_folder.pack(toy_encoder, toy_dataset, packed, None, "cpu")
+    expected, _ = model_folder.load(packed, "cpu").recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
 
     script = textwrap.dedent(f"""
         import json, mlflow, pandas as pd
@@ -172,18 +172,18 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
 
 
 def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
-    from raserec_core.tracking import recommender
+    from raserec_core.tracking import model_folder
 
     folder = tmp_path / "rec"
-    spec = recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")
+    spec = model_folder.pack(toy_encoder, toy_dataset, folder, None, "cpu")
     assert spec["kind"] == "encoder" and spec["format_version"] == 1
     assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
-    rec = recommender.load(folder, "cpu")
+    rec = model_folder.load(folder, "cpu")
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
     assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding
     assert items[1] == [] and items[2] == [] and scores[1] == []
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):
-        recommender.load(folder, "cpu")
+        model_folder.load(folder, "cpu")
     with pytest.raises(FileExistsError):
-        recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")
+        model_folder.pack(toy_encoder, toy_dataset, folder, None, "cpu")

@@ -3,7 +3,7 @@
 Input: a DataFrame with a ``history`` column (list of raw item ids, as strings) and an optional
 ``user_id`` column; parameter ``k`` (default 10). Output: a DataFrame with ``item_ids`` (list of
 string) and ``scores`` (list of float) per input row. The artifact's layout is
-``tracking.recommender``'s and serving is ``raserec_core.recommender.Recommender``; this class is glue.
+``tracking.model_folder``'s and serving is ``raserec_core.recommender.Recommender``; this class is glue.
 It serves on the device named by the environment variable ``RASEREC_DEVICE`` (``auto``, the default, is
 CUDA when present; ``cpu``; ``cuda``).
 """
@@ -23,7 +23,7 @@ DEFAULT_K = 10
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from ..cli.device import serving_device
-        from .recommender import load
+        from .model_folder import load
 
         self.recommender = load(context.artifacts[ARTIFACT], serving_device())
 
