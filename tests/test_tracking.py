@@ -135,6 +135,7 @@ def test_champion_challenger_gate_both_ways(mlflow_store, tmp_path):
 def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset, toy_encoder, tmp_path, monkeypatch):
     from raserec_core.tracking import model_folder, runs
     from raserec_core.tracking.registry import register_model
+    from raserec_core.tracking.serving import answer
 
     uri, art = mlflow_store
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
@@ -148,7 +149,8 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     # the same answers in-process, straight from the packed folder
     packed = tmp_path / "packed"
     model_folder.pack(toy_encoder, toy_dataset, packed, None, "cpu")
-    expected, _ = model_folder.load(packed, "cpu").recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
+    expected = answer(model_folder.load(packed, "cpu"), model_folder.load_popularity(packed),
+                      [["i1", "i2", "i3"], ["nope"]], ["u1", None], 3)["item_ids"].tolist()
 
     script = textwrap.dedent(f"""
         import json, mlflow, pandas as pd
@@ -165,7 +167,8 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["items"] == [list(x) for x in expected]
-    assert len(out["items"][0]) == 3 and out["items"][1] == []
+    assert len(out["items"][0]) == 3 and not set(out["items"][0]) & {"i1", "i2", "i3"}
+    assert out["items"][1] == model_folder.load_popularity(packed).item_ids[:3].tolist()  # cold start
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
     assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # RASEREC_DEVICE unset: auto
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
@@ -176,8 +179,9 @@ def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
 
     folder = tmp_path / "rec"
     spec = model_folder.pack(toy_encoder, toy_dataset, folder, None, "cpu")
-    assert spec["kind"] == "encoder" and spec["format_version"] == 1
+    assert spec["kind"] == "encoder" and spec["format_version"] == 2
     assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
+    assert {p.name for p in folder.iterdir()} == {"model", "recommender.json", "popularity.parquet"}
     rec = model_folder.load(folder, "cpu")
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
     assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding

@@ -5,6 +5,8 @@ Layout (``recommender.json`` names the kind, so the pyfunc glue never changes wi
     recommender.json   kind, format_version, dataset_fingerprint, entries
     model/             the model folder: encoder.pt + model.json (+ ram.pt, items.parquet, users.parquet)
     memory/            kind "raserec" only: the serving memory bank
+    popularity.parquet raw_id (string), count (int64): how often each item is a next item in the
+                       dataset's splits, most popular first; the answer to a history with no known item
 
 Kinds, from the model folder's ``model.json``:
 
@@ -26,11 +28,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-FORMAT_VERSION = 1
+import numpy as np
+
+FORMAT_VERSION = 2  # 2: popularity.parquet
 MANIFEST = "recommender.json"
+POPULARITY = "popularity.parquet"
 
 
 class RecommenderLike(Protocol):
+    item_ids: np.ndarray  # (n_items + 1,) raw ids as str; item_ids[0] is padding
+
     def recommend(
         self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None] | None, k: int
     ) -> tuple[list[list[str]], list[list[float]]]:
@@ -50,6 +57,31 @@ def serving_bank(model: Path, data: Path, memory: Path, out: Path, device) -> di
     return save_bank(extend_with_splits(load_bank(memory), encoder, ds, ("valid", "test"), device), out)
 
 
+def write_popularity(data: Path, out: Path) -> None:
+    """Every item's count as a next item over the dataset's splits (each interaction but users' first)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..data import read_dataset
+    from .serving import Popularity
+
+    ds = read_dataset(data)
+    targets = np.concatenate([inst.target for inst in ds.splits.values()])
+    counts = np.bincount(targets, minlength=ds.n_items)
+    pop = Popularity.from_counts(ds.item_ids[1:], counts[1:])  # index 0 is padding
+    pq.write_table(pa.table({"raw_id": pa.array(pop.item_ids.tolist(), pa.string()), "count": pa.array(pop.counts)}), out)
+
+
+def load_popularity(folder: str | Path):
+    """The folder's ``Popularity`` (most popular first)."""
+    import pyarrow.parquet as pq
+
+    from .serving import Popularity
+
+    table = pq.read_table(Path(folder) / POPULARITY)
+    return Popularity(np.asarray(table.column("raw_id").to_pylist(), dtype=str), table.column("count").to_numpy().astype(np.int64))
+
+
 def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Path | None, device) -> dict[str, Any]:
     """Write the recommender folder ``out`` for a model folder (its kind read from ``model.json``)."""
     model, data, out = Path(model), Path(data), Path(out)
@@ -67,6 +99,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
         if memory is None:
             raise ValueError(f"{model}: a fine-tuned model needs its memory bank")
         spec["entries"] = serving_bank(model, data, Path(memory), out / "memory", device)["entries"]
+    write_popularity(data, out / POPULARITY)
     (out / MANIFEST).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return spec
 
