@@ -46,11 +46,17 @@ def post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
 
 
 @contextlib.contextmanager
-def mlflow_serve(mlflow_cmd: list[str], model_dir: Path, env: dict[str, str], log: Path, workers: int = 1,
+def mlflow_serve(python: str | Path, model_dir: Path, env: dict[str, str], log: Path, workers: int = 1,
                  startup_s: float = 240):
-    """Run ``mlflow models serve --env-manager local`` on 127.0.0.1; yields its base URL."""
+    """Run ``mlflow models serve --env-manager local`` of ``python``'s environment on 127.0.0.1; yields
+    (base URL, process).
+
+    MLflow starts the server as ``uvicorn`` found on PATH, so the environment's bin folder goes first
+    (as an activated environment would have it); otherwise another environment's uvicorn would serve.
+    """
     port = free_port()
-    cmd = [*mlflow_cmd, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+    env = {**env, "PATH": f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"}
+    cmd = [str(python), "-m", "mlflow", "models", "serve", "-m", str(model_dir), "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

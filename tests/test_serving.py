@@ -63,6 +63,14 @@ def test_cold_start_gets_popular_items_and_unknown_ids_are_reported(served, toy_
     assert out["item_ids"][2] == _masked_reference(rec, ["i1", "i2"], 3)  # the known ids alone
 
 
+def test_empty_request_and_empty_histories_only(served):
+    rec, pop = served
+    out = answer(rec, pop, [], [], 3)
+    assert len(out) == 0 and list(out.columns) == ["item_ids", "scores", "fallback", "ignored_ids"]
+    out = answer(rec, pop, [[], []], [None, None], 2)
+    assert out["item_ids"].tolist() == [pop.item_ids[:2].tolist()] * 2 and out["fallback"].all()
+
+
 def test_k_capped_at_the_catalogue_and_long_histories_cut_to_the_window(served):
     rec, pop = served
     catalogue = len(rec.item_ids) - 1
@@ -111,7 +119,7 @@ def server(packed, mlflow_store, tmp_path_factory):
     model = logged_model(packed, uri, art, root / "model", ["i1", "i2"])
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     env.update(RASEREC_DEVICE="cpu", OMP_NUM_THREADS="1")
-    with mlflow_serve([sys.executable, "-m", "mlflow"], model, env, root / "server.log", workers=2) as (url, proc):
+    with mlflow_serve(sys.executable, model, env, root / "server.log", workers=2) as (url, proc):
         yield url, proc
 
 

@@ -91,6 +91,8 @@ def parse_rows(frame: pd.DataFrame) -> tuple[list[list[str]], list[str | None]]:
 
 def _split(values: np.ndarray, rows: np.ndarray, n: int) -> list[list]:
     """``values`` grouped by their (sorted) row numbers into ``n`` lists."""
+    if n == 0:  # np.split would still return one (empty) part
+        return []
     bounds = np.cumsum(np.bincount(rows, minlength=n))[:-1]
     return [part.tolist() for part in np.split(values, bounds)]
 
