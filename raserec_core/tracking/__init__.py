@@ -2,5 +2,6 @@
 
 mlflow is imported in this package only, and only inside the modules that need it (``runs``,
 ``registry``, ``pyfunc``), so importing ``raserec_core.tracking`` itself is cheap. ``model_folder``
-packs and loads the folder the pyfunc model carries; it needs torch, not mlflow.
+packs and loads the folder the pyfunc model carries and ``serving`` holds the rules of a served
+request; neither imports mlflow.
 """
