@@ -186,6 +186,16 @@ def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
     assert len(items[0]) == len(rec.item_ids) - 1  # every item but padding
     assert items[1] == [] and items[2] == [] and scores[1] == []
+    # a folder packed before popularity.parquet (format 1) still serves; its cold starts get no items
+    (folder / "popularity.parquet").rename(tmp_path / "popularity.parquet")
+    (folder / "recommender.json").write_text(json.dumps({**spec, "format_version": 1}))
+    from raserec_core.tracking.serving import answer
+
+    out = answer(model_folder.load(folder, "cpu"), model_folder.load_popularity(folder), [["i1"], []], [None, None], 2)
+    assert len(out["item_ids"][0]) == 2 and out["item_ids"][1] == [] and out["fallback"].tolist() == [False, True]
+    (folder / "recommender.json").write_text(json.dumps({**spec, "format_version": 3}))
+    with pytest.raises(ValueError, match="format_version 3, expected one of"):
+        model_folder.load(folder, "cpu")
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):
         model_folder.load(folder, "cpu")

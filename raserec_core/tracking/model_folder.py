@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 FORMAT_VERSION = 2  # 2: popularity.parquet
+READABLE = (1, 2)  # 1 (no popularity): models registered before; their cold starts get no items
 MANIFEST = "recommender.json"
 POPULARITY = "popularity.parquet"
 
@@ -73,12 +74,15 @@ def write_popularity(data: Path, out: Path) -> None:
 
 
 def load_popularity(folder: str | Path):
-    """The folder's ``Popularity`` (most popular first)."""
+    """The folder's ``Popularity`` (most popular first); none for a format-1 folder, which has no file."""
     import pyarrow.parquet as pq
 
     from .serving import Popularity
 
-    table = pq.read_table(Path(folder) / POPULARITY)
+    path = Path(folder) / POPULARITY
+    if not path.exists() and json.loads((Path(folder) / MANIFEST).read_text()).get("format_version") == 1:
+        return Popularity(np.zeros(0, dtype=str), np.zeros(0, dtype=np.int64))
+    table = pq.read_table(path)
     return Popularity(np.asarray(table.column("raw_id").to_pylist(), dtype=str), table.column("count").to_numpy().astype(np.int64))
 
 
@@ -109,8 +113,8 @@ def load(folder: str | Path, device) -> RecommenderLike:
 
     folder = Path(folder)
     spec = json.loads((folder / MANIFEST).read_text())
-    if spec.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if spec.get("format_version") not in READABLE:
+        raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected one of {READABLE}")
     if spec.get("kind") not in ("encoder", "raserec"):
         raise ValueError(f"{folder}: unknown recommender kind {spec.get('kind')!r}")
     memory = folder / "memory"
