@@ -118,3 +118,103 @@ def test_dockerfile_pins_base_torch_and_runs_as_non_root():
     from components.image import IMAGE
 
     assert IMAGE.split(":")[-1] == "0.1.0" and IMAGE in text
+
+
+# --- KServe (manifests/kserve) ------------------------------------------------------------------------
+
+KSERVE = MANIFESTS / "kserve"
+
+
+def _kserve_docs():
+    kustomization = yaml.safe_load((KSERVE / "kustomization.yaml").read_text())
+    return kustomization, [d for name in kustomization["resources"] for d in yaml.safe_load_all((KSERVE / name).read_text()) if d]
+
+
+def _schema_errors(doc) -> list[str]:
+    """Errors of ``doc`` against the CRD schema kept in manifests/kserve/schema (unknown fields included)."""
+    import json
+
+    import jsonschema
+
+    name = {"InferenceService": "inferenceservice.json", "ServingRuntime": "servingruntime.json"}[doc["kind"]]
+    schema = json.loads((KSERVE / "schema" / name).read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_kserve_manifests_match_the_crd_schemas():
+    kustomization, docs = _kserve_docs()
+    assert kustomization["namespace"] == yaml.safe_load((BASE / "kustomization.yaml").read_text())["namespace"]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+        ("InferenceService", "raserec"), ("ServiceAccount", "raserec-serving"), ("ServingRuntime", "raserec-mlserver"),
+    ]
+    for d in docs:
+        if d["kind"] in ("InferenceService", "ServingRuntime"):
+            assert d["apiVersion"].startswith("serving.kserve.io/")
+            assert _schema_errors(d) == [], d["kind"]
+    for name in ("inferenceservice.json", "servingruntime.json"):
+        assert "kserve/kserve config/crd/full/" in (KSERVE / "schema" / name).read_text()  # its source is named
+
+
+def test_kserve_schema_check_catches_misspelt_and_mistyped_fields():
+    import copy
+
+    _, docs = _kserve_docs()
+    isvc = _one(docs, "InferenceService", "raserec")
+    bad = copy.deepcopy(isvc)
+    bad["spec"]["predictor"]["model"]["storageURI"] = bad["spec"]["predictor"]["model"].pop("storageUri")
+    assert any("storageURI" in e for e in _schema_errors(bad))  # the API server would drop it silently
+    bad = copy.deepcopy(isvc)
+    bad["spec"]["predictor"]["canaryTrafficPercent"] = "ten"
+    assert any("canaryTrafficPercent" in e for e in _schema_errors(bad))
+    bad = copy.deepcopy(isvc)
+    del bad["spec"]["predictor"]["model"]["modelFormat"]["name"]
+    assert _schema_errors(bad)
+
+
+def test_kserve_serves_the_model_store_with_the_base_secret():
+    _, docs = _kserve_docs()
+    _, base = _docs()
+    isvc, runtime = _one(docs, "InferenceService", "raserec"), _one(docs, "ServingRuntime", "raserec-mlserver")
+    account = _one(docs, "ServiceAccount", "raserec-serving")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["serviceAccountName"] == account["metadata"]["name"]
+    secret = _one(base, "Secret", "raserec-object-store")
+    assert [s["name"] for s in account["secrets"]] == [secret["metadata"]["name"]]
+    config = _one(base, "ConfigMap", "raserec-config")["data"]
+    notes = secret["metadata"]["annotations"]
+    assert f"http://{notes['serving.kserve.io/s3-endpoint']}" == config["AWS_ENDPOINT_URL"]
+    assert notes["serving.kserve.io/s3-usehttps"] == "0" and notes["serving.kserve.io/s3-region"] == config["AWS_DEFAULT_REGION"]
+    model = predictor["model"]
+    mlflow_args = " ".join(_container(_one(base, "Deployment", "mlflow"))["args"])
+    assert "--artifacts-destination=s3://mlflow/" in mlflow_args and model["storageUri"].startswith("s3://mlflow/")
+    assert model["runtime"] == runtime["metadata"]["name"] and model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert {"name": "mlflow", "version": model["modelFormat"]["version"], "autoSelect": False} in runtime["spec"]["supportedModelFormats"]
+    assert runtime["metadata"]["annotations"]["serving.kserve.io/server-type"] == "mlserver"
+    container = runtime["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLSERVER_MODEL_IMPLEMENTATION"] == "mlserver_mlflow.MLflowRuntime"
+    assert container["securityContext"]["runAsNonRoot"] is True and "resources" in container
+    assert container["image"] == "ghcr.io/raserec/mlserver:0.1.0" and "-t ghcr.io/raserec/mlserver:0.1.0" in (MANIFESTS / "Dockerfile").read_text()
+
+
+def test_mlserver_image_installs_the_models_requirements():
+    pytest.importorskip("mlflow")
+    pytest.importorskip("torch")
+    from raserec_core.tracking.pyfunc import pip_requirements
+
+    text = (MANIFESTS / "Dockerfile").read_text()
+    stage = text[text.index("AS mlserver"): text.index("FROM python-base AS raserec")]
+    assert all(req in stage for req in pip_requirements()), (pip_requirements(), stage)
+    assert "mlserver-mlflow==" in stage and "COPY" not in stage  # no project code: the model carries it
+
+
+def test_kubectl_kustomize_builds_kserve():
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed")
+    proc = subprocess.run([kubectl, "kustomize", str(KSERVE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    built = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert len(built) == 3 and all(d["metadata"]["namespace"] == "kubeflow" for d in built)
+    assert all(_schema_errors(d) == [] for d in built if d["kind"] != "ServiceAccount")  # labels added by kustomize

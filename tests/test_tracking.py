@@ -133,8 +133,9 @@ def test_champion_challenger_gate_both_ways(mlflow_store, tmp_path):
 
 @pytest.mark.integration
 def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset, toy_encoder, tmp_path, monkeypatch):
-    from raserec_core.tracking import recommender, runs
+    from raserec_core.tracking import model_folder, runs
     from raserec_core.tracking.registry import register_model
+    from raserec_core.tracking.serving import answer
 
     uri, art = mlflow_store
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
@@ -147,8 +148,9 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
 
     # the same answers in-process, straight from the packed folder
     packed = tmp_path / "packed"
-    recommender.pack(toy_encoder, toy_dataset, packed, None, "cpu")
-    expected, _ = recommender.load(packed, "cpu").recommend([["i1", "i2", "i3"], ["nope"]], None, 3)
+    model_folder.pack(toy_encoder, toy_dataset, packed, None, "cpu")
+    expected = answer(model_folder.load(packed, "cpu"), model_folder.load_popularity(packed),
+                      [["i1", "i2", "i3"], ["nope"]], ["u1", None], 3)["item_ids"].tolist()
 
     script = textwrap.dedent(f"""
         import json, mlflow, pandas as pd
@@ -165,26 +167,38 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["items"] == [list(x) for x in expected]
-    assert len(out["items"][0]) == 3 and out["items"][1] == []
+    assert len(out["items"][0]) == 3 and not set(out["items"][0]) & {"i1", "i2", "i3"}
+    assert out["items"][1] == model_folder.load_popularity(packed).item_ids[:3].tolist()  # cold start
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
     assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # RASEREC_DEVICE unset: auto
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
 
 
 def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):
-    from raserec_core.tracking import recommender
+    from raserec_core.tracking import model_folder
 
     folder = tmp_path / "rec"
-    spec = recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")
-    assert spec["kind"] == "encoder" and spec["format_version"] == 1
+    spec = model_folder.pack(toy_encoder, toy_dataset, folder, None, "cpu")
+    assert spec["kind"] == "encoder" and spec["format_version"] == 2
     assert {p.name for p in (folder / "model").iterdir()} == {"encoder.pt", "model.json", "items.parquet"}
-    rec = recommender.load(folder, "cpu")
+    assert {p.name for p in folder.iterdir()} == {"model", "recommender.json", "popularity.parquet"}
+    rec = model_folder.load(folder, "cpu")
     items, scores = rec.recommend([["i1", "i2"], [], ["unknown"]], ["u", None, None], 100)
     assert len(items[0]) == len(rec.item_ids) - 1 - 2  # every item but padding and the history's two
     assert not {"i1", "i2"} & set(items[0])
     assert items[1] == [] and items[2] == [] and scores[1] == []
+    # a folder packed before popularity.parquet (format 1) still serves; its cold starts get no items
+    (folder / "popularity.parquet").rename(tmp_path / "popularity.parquet")
+    (folder / "recommender.json").write_text(json.dumps({**spec, "format_version": 1}))
+    from raserec_core.tracking.serving import answer
+
+    out = answer(model_folder.load(folder, "cpu"), model_folder.load_popularity(folder), [["i1"], []], [None, None], 2)
+    assert len(out["item_ids"][0]) == 2 and out["item_ids"][1] == [] and out["fallback"].tolist() == [False, True]
+    (folder / "recommender.json").write_text(json.dumps({**spec, "format_version": 3}))
+    with pytest.raises(ValueError, match="format_version 3, expected one of"):
+        model_folder.load(folder, "cpu")
     (folder / "recommender.json").write_text(json.dumps({**spec, "kind": "mystery"}))
     with pytest.raises(ValueError, match="unknown recommender kind 'mystery'"):
-        recommender.load(folder, "cpu")
+        model_folder.load(folder, "cpu")
     with pytest.raises(FileExistsError):
-        recommender.pack(toy_encoder, toy_dataset, folder, None, "cpu")
+        model_folder.pack(toy_encoder, toy_dataset, folder, None, "cpu")

@@ -88,7 +88,7 @@ def register_model(
     """
     import mlflow
 
-    from . import recommender
+    from . import model_folder
     from .pyfunc import log_recommender
     from .runs import TAG_RUN, client
 
@@ -97,10 +97,10 @@ def register_model(
     pipeline_run_id = c.get_run(run_id).data.tags.get(TAG_RUN, "")
     with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
         folder = Path(tmp) / "recommender"
-        spec = recommender.pack(model, data, folder, memory, device)
+        spec = model_folder.pack(model, data, folder, memory, device)
         example = _example_history(data)
         # Fail here, not at serving time, if the packed folder cannot recommend (MLflow would only warn).
-        items, _ = recommender.load(folder, device).recommend([example], None, 1)
+        items, _ = model_folder.load(folder, device).recommend([example], None, 1)
         if len(items) != 1 or len(items[0]) != 1:
             raise ValueError(f"{model}: the packed recommender returned {items!r} for {example!r}")
         with mlflow.start_run(run_id=run_id):

@@ -5,6 +5,8 @@ Layout (``recommender.json`` names the kind, so the pyfunc glue never changes wi
     recommender.json   kind, format_version, dataset_fingerprint, entries
     model/             the model folder: encoder.pt + model.json (+ ram.pt, items.parquet, users.parquet)
     memory/            kind "raserec" only: the serving memory bank
+    popularity.parquet raw_id (string), count (int64): how often each item is a next item in the
+                       dataset's splits, most popular first; the answer to a history with no known item
 
 Kinds, from the model folder's ``model.json``:
 
@@ -26,15 +28,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-FORMAT_VERSION = 1
+import numpy as np
+
+FORMAT_VERSION = 2  # 2: popularity.parquet
+READABLE = (1, 2)  # 1 (no popularity): models registered before; their cold starts get no items
 MANIFEST = "recommender.json"
+POPULARITY = "popularity.parquet"
 
 
 class RecommenderLike(Protocol):
+    item_ids: np.ndarray  # (n_items + 1,) raw ids as str; item_ids[0] is padding
+
     def recommend(
-        self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None] | None, k: int
+        self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None] | None, k: int,
+        exclude_history: bool = True,
     ) -> tuple[list[list[str]], list[list[float]]]:
-        """Top-``k`` raw item ids and their scores for each history, best first."""
+        """Top-``k`` raw item ids and their scores for each history, best first; with ``exclude_history``
+        never an item of the history."""
         ...
 
 
@@ -48,6 +58,34 @@ def serving_bank(model: Path, data: Path, memory: Path, out: Path, device) -> di
     ds = read_dataset(data)
     encoder, _ = load_encoder(model, device)
     return save_bank(extend_with_splits(load_bank(memory), encoder, ds, ("valid", "test"), device), out)
+
+
+def write_popularity(data: Path, out: Path) -> None:
+    """Every item's count as a next item over the dataset's splits (each interaction but users' first)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..data import read_dataset
+    from .serving import Popularity
+
+    ds = read_dataset(data)
+    targets = np.concatenate([inst.target for inst in ds.splits.values()])
+    counts = np.bincount(targets, minlength=ds.n_items)
+    pop = Popularity.from_counts(ds.item_ids[1:], counts[1:])  # index 0 is padding
+    pq.write_table(pa.table({"raw_id": pa.array(pop.item_ids.tolist(), pa.string()), "count": pa.array(pop.counts)}), out)
+
+
+def load_popularity(folder: str | Path):
+    """The folder's ``Popularity`` (most popular first); none for a format-1 folder, which has no file."""
+    import pyarrow.parquet as pq
+
+    from .serving import Popularity
+
+    path = Path(folder) / POPULARITY
+    if not path.exists() and json.loads((Path(folder) / MANIFEST).read_text()).get("format_version") == 1:
+        return Popularity(np.zeros(0, dtype=str), np.zeros(0, dtype=np.int64))
+    table = pq.read_table(path)
+    return Popularity(np.asarray(table.column("raw_id").to_pylist(), dtype=str), table.column("count").to_numpy().astype(np.int64))
 
 
 def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Path | None, device) -> dict[str, Any]:
@@ -67,6 +105,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
         if memory is None:
             raise ValueError(f"{model}: a fine-tuned model needs its memory bank")
         spec["entries"] = serving_bank(model, data, Path(memory), out / "memory", device)["entries"]
+    write_popularity(data, out / POPULARITY)
     (out / MANIFEST).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return spec
 
@@ -78,8 +117,8 @@ def load(folder: str | Path, device) -> RecommenderLike:
 
     folder = Path(folder)
     spec = read_json(folder / MANIFEST, CheckpointError)
-    if spec.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if spec.get("format_version") not in READABLE:
+        raise ValueError(f"{folder / MANIFEST}: format_version {spec.get('format_version')!r}, expected one of {READABLE}")
     if spec.get("kind") not in ("encoder", "raserec"):
         raise ValueError(f"{folder}: unknown recommender kind {spec.get('kind')!r}")
     memory = folder / "memory"
