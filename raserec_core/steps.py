@@ -108,7 +108,8 @@ def _publish(work: Path, out: Path) -> None:
 
 def _selection(cfg: Config) -> dict[str, Any]:
     """What of ``cfg.eval`` changes a training run: the protocol its early stopping selects by. Recorded
-    only when not the default, so the identity (and the resumable work folder) of default runs stays."""
+    only when seen items are excluded, so runs made under the paper's protocol before the setting existed
+    keep their identity (and their resumable work folders)."""
     return {"eval.mask_history": True} if cfg.eval.mask_history else {}
 
 

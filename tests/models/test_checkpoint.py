@@ -74,7 +74,7 @@ def test_a_modified_ram_fails_when_the_recommender_loads(finetuned, bank, tmp_pa
 def test_a_corrupt_registered_model_fails_at_load_not_at_answer_time(finetuned, bank, wide_dataset_dir, tmp_path):
     """The pyfunc model rebuilds itself through the same verified loaders."""
     pytest.importorskip("mlflow")
-    from raserec_core.tracking import recommender
+    from raserec_core.tracking import model_folder as recommender
     from raserec_core.tracking.pyfunc import ARTIFACT, RecommenderModel
 
     folder = tmp_path / "packed"
@@ -86,7 +86,7 @@ def test_a_corrupt_registered_model_fails_at_load_not_at_answer_time(finetuned, 
 
 
 def test_a_truncated_recommender_manifest_names_the_file(finetuned, bank, wide_dataset_dir, tmp_path):
-    from raserec_core.tracking import recommender
+    from raserec_core.tracking import model_folder as recommender
 
     folder = tmp_path / "packed"
     recommender.pack(finetuned, wide_dataset_dir, folder, bank, "cpu")

@@ -131,17 +131,17 @@ def test_metrics_cover_both_splits(finetuned):
     assert manifest["memory"] == {"index_type": "flat", "entries": 150}
     assert manifest["retrieval"] == {"top_k": 4, "candidate_factor": 4, "channel2_retrieval": "shared",
                                      "index_type": "flat", "nlist": 128, "nprobe": 1, "pq_m": 8}
-    # both protocols, named; the usual keys follow eval.mask_history (false here: seen items kept)
-    assert metrics["eval.mask_history"] is False
+    # both protocols, named; the usual keys follow eval.mask_history (true by default: seen items excluded)
+    assert metrics["eval.mask_history"] is True
     for key in ("valid/hr@10", "test/ndcg@10", "test/mrr@50"):
         split, name = key.split("/")
-        assert metrics[key] == metrics[f"{split}/seen_kept/{name}"]
-        assert metrics[f"{split}/seen_excluded/{name}"] >= metrics[key]
+        assert metrics[key] == metrics[f"{split}/seen_excluded/{name}"]
+        assert metrics[f"{split}/seen_kept/{name}"] <= metrics[key]
     hist = history(out)
     assert [r["epoch"] for r in hist] == [1, 2, 3]
-    assert max(r["valid/hr@10"] for r in hist) == hist[manifest["best_epoch"] - 1]["valid/hr@10"]
+    assert max(r["valid/ndcg@10"] for r in hist) == hist[manifest["best_epoch"] - 1]["valid/ndcg@10"]
     # validation at the best epoch is what metrics.json reports
-    assert metrics["valid/hr@10"] == pytest.approx(hist[manifest["best_epoch"] - 1]["valid/hr@10"])
+    assert metrics["valid/ndcg@10"] == pytest.approx(hist[manifest["best_epoch"] - 1]["valid/ndcg@10"])
 
 
 def test_encoder_and_item_table_are_frozen_in_memory(wide_dataset_dir, trained_model_dir, bank_dir, tmp_path):

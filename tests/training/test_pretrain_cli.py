@@ -73,7 +73,7 @@ def uninterrupted(tmp_path_factory, small_dataset_dir, tiny_args):
 def _crash_in_epoch(monkeypatch, epoch):
     import raserec_core.training.pretrain as pretrain
 
-    crash_in_epoch(monkeypatch, pretrain, "random_batches", epoch)  # the default pretrain.batching
+    crash_in_epoch(monkeypatch, pretrain, "window_batches", epoch)  # the default pretrain.batching (sequence)
 
 
 def _crash_after_checkpoint(monkeypatch, epoch):
@@ -184,7 +184,7 @@ def test_the_seen_item_protocol_is_part_of_the_run_identity(finished, capsys):
     out, args = finished
     before = _mtimes(out)
     capsys.readouterr()
-    assert main([*args, "--set", "eval.mask_history=true"]) == 2
+    assert main([*args, "--set", "eval.mask_history=false"]) == 2
     assert "holds a run on other inputs (changed: eval.mask_history)" in capsys.readouterr().err
     assert _mtimes(out) == before
 
@@ -260,7 +260,7 @@ def test_encoder_reproduces_the_logged_test_metrics(trained_model_dir, wide_data
                  "--split", "test", *tiny_args()]) == 0
     printed = json.loads(capsys.readouterr().out)
     logged = json.loads((trained_model_dir / "metrics.json").read_text())
-    assert printed.pop("eval.mask_history") is logged["eval.mask_history"] is False
+    assert printed.pop("eval.mask_history") is logged["eval.mask_history"] is True
     assert printed == pytest.approx({k: v for k, v in logged.items() if k.startswith("test/")}, abs=1e-12)
 
 

@@ -63,7 +63,7 @@ def test_parameters_and_command_come_from_the_space_file():
     items = [f"{p.key}=${{trialParameters.{parameter_name(p.key)}}}" for p in space]
     output = "s3://raserec/katib/raserec-tune/${trialSpec.Name}"
     assert container["command"] == ["raserec", *trial_command(DATA, output, None, items)]
-    assert spec["objective"]["objectiveMetricName"] == "valid/mrr@10"  # pretrain.valid_metric's default
+    assert spec["objective"]["objectiveMetricName"] == "valid/ndcg@10"  # pretrain.valid_metric's default
     assert spec["earlyStopping"]["algorithmName"] == "medianstop"
     assert spec["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
 

@@ -32,7 +32,7 @@ SPACE = """
 pretrain.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
 model.layer: {type: categorical, choices: [postln, ligr]}
 """
-METRIC = "valid/mrr@10"
+METRIC = "valid/ndcg@10"  # the default pretrain.valid_metric
 
 
 def load_study(study_dir: Path):
@@ -90,7 +90,7 @@ def test_tiny_search(tmp_path, wide_dataset_dir, capsys):
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         assert run.data.tags["raserec.trial_state"] == "COMPLETE" and run.info.status == "FINISHED"
         assert run.data.params == {k: str(v) for k, v in t.params.items()}
-        curve = client.get_metric_history(run.info.run_id, "valid_mrr_at_10")
+        curve = client.get_metric_history(run.info.run_id, "valid_ndcg_at_10")
         history = read_history(study_dir / "trials" / str(t.number))
         assert sorted((m.step, m.value) for m in curve if m.step > 0) == [(r["epoch"], r[METRIC]) for r in history]
         assert run.data.metrics["test_mrr_at_10"] == t.user_attrs["metrics"]["test/mrr@10"]
