@@ -35,11 +35,11 @@ def main() -> int:
     from records import environment  # this folder
 
     import raserec_core
-    from raserec_core.device import resolve_device
     from raserec_core.config import load_config
     from raserec_core.data import read_dataset
     from raserec_core.data.batching import InstanceTensors
     from raserec_core.data.sampling import length_bucketed_batches, random_batches
+    from raserec_core.device import resolve_device
     from raserec_core.models.encoder import build_encoder
     from raserec_core.models.objectives import Batch
     from raserec_core.training.pretrain import build_objective
