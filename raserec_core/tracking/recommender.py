@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 FORMAT_VERSION = 1
 MANIFEST = "recommender.json"
+NOT_PACKED = ("checkpoint.pt", "best.pt", "history.json", "config.yaml", "metrics.json")  # training leftovers
 
 
 class RecommenderLike(Protocol):
@@ -58,8 +59,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
     if kind not in ("encoder", "raserec"):
         raise ValueError(f"{model}: no recommender for model kind {kind!r}")
     out.mkdir(parents=True, exist_ok=False)
-    keep = shutil.ignore_patterns("checkpoint.pt", "best.pt", "history.json", "config.yaml", "metrics.json")
-    shutil.copytree(model, out / "model", ignore=keep)
+    shutil.copytree(model, out / "model", ignore=shutil.ignore_patterns(*NOT_PACKED))
     if not (out / "model" / "items.parquet").exists():
         shutil.copyfile(data / "items.parquet", out / "model" / "items.parquet")
     spec = {"kind": kind, "format_version": FORMAT_VERSION, "dataset_fingerprint": manifest.get("dataset_fingerprint", "")}

@@ -11,16 +11,24 @@ Parameters are the flattened resolved config; any key naming a secret (``SECRET`
 ``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are stripped, so nothing secret reaches
 MLflow. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
 MLflow rejects ``@``.
+
+Concurrency: a fresh SQLite store is created and migrated by the first ``client`` of a process under
+``store_lock`` (a ``flock`` on ``<db>.lock`` beside the database), so pipeline runs started at once on a
+fresh root do not migrate it twice. Other stores lock a file in the temp folder named by the URI's hash:
+that orders processes of one machine only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import re
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,10 +97,44 @@ def check_run_id(pipeline_run_id: str) -> str:
 # ----- experiments and runs ---------------------------------------------------------------------
 
 
+_READY: set[str] = set()  # tracking URIs whose stores this process has opened (MLflow caches them per URI)
+
+
+def store_lock_path(tracking_uri: str) -> Path:
+    """``<db>.lock`` beside a SQLite store; for any other store a file in the temp folder named by the
+    URI's hash (one machine's processes only)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri[len("sqlite:///"):].split("?")[0]
+        if db and db != ":memory:":
+            return Path(db).with_name(Path(db).name + ".lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "raserec-locks" / f"mlflow-{digest}.lock"
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock on the store at ``tracking_uri`` (see ``store_lock_path``); not re-entrant."""
+    from ..storage.locks import file_lock
+
+    with file_lock(store_lock_path(tracking_uri)):
+        yield
+
+
 def client(tracking_uri: str):
+    """An ``MlflowClient``; the first one of a process opens (creates, migrates) the store under its lock."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    if not tracking_uri.startswith("sqlite:") or tracking_uri in _READY:
+        return MlflowClient(tracking_uri=tracking_uri)
+    # MLflow creates and migrates a SQLite store when it first opens it (the client's constructor may
+    # already), once for the tracking tables and once for the registry's: two processes doing that at
+    # once break the migration.
+    with store_lock(tracking_uri):
+        c = MlflowClient(tracking_uri=tracking_uri)
+        c.search_experiments(max_results=1)
+        c.search_registered_models(max_results=1)
+    _READY.add(tracking_uri)
+    return c
 
 
 def ensure_experiment(mlflow_client, name: str, artifact_location: str | None = None) -> str:
