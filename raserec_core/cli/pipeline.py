@@ -101,7 +101,7 @@ def _local_tracking(root: Path, experiment: str) -> str:
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
     from ..steps import StepError
     from ..storage import is_s3
-    from ..tracking.runs import check_run_id
+    from ..tracking.runs import check_run_id, credentials_to_env
     from .allocator import mimalloc_for_children
 
     config_yaml = resolved_config_yaml(args)  # fail on a bad config before anything starts
@@ -110,7 +110,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     export_root = args.artifact_root if is_s3(args.artifact_root) else ""
     root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    tracking_uri = _local_tracking(root, args.experiment)
+    tracking_uri = credentials_to_env(_local_tracking(root, args.experiment))  # no password in the task inputs
     checkpoint_root = args.checkpoint_root
     if checkpoint_root is None:
         checkpoint_root = "" if args.no_cache else str(root / "checkpoints")

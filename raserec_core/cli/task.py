@@ -238,7 +238,7 @@ def pipeline_task(
 
         device = resolve_device(cfg.device)
     run_id = runs.check_run_id(resolve_run_id(pipeline_run_id, kfp_run_id))
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    tracking_uri = runs.credentials_to_env(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
     if not tracking_uri:
         raise ValueError(f"{step}: no MLflow tracking URI (pass mlflow_tracking_uri or set MLFLOW_TRACKING_URI)")
     sections = STEP_SECTIONS.get(step)

@@ -1,22 +1,24 @@
 """Coordination between processes of one machine: an exclusive file lock, and who wrote a temporary file.
 
-Temporary names that a crash can leave behind (local ``.<name>.*.tmp`` folders, S3 staging keys) carry
-their writer as ``<pid>@<host>`` so that the next start can tell a dead writer's leftovers from a live
-writer's work in progress. A writer on another host is always taken as alive: its pid means nothing here.
+Temporary names that a crash can leave behind (local ``.<name>.*.tmp`` files and folders, S3 staging
+keys) end with their writer, ``<pid>@<host>``, so that the next write beside them can tell a dead
+writer's leftovers from a live writer's work in progress. A writer on another host is always taken as alive: its pid means nothing here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "host"
-_WRITER = re.compile(r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)")
+_WRITER = re.compile(r"(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)$")  # ends a temporary name (before ".tmp")
 
 
 @contextlib.contextmanager
@@ -37,13 +39,14 @@ def file_lock(path: str | Path) -> Iterator[None]:
 
 
 def writer_tag() -> str:
-    """``<pid>@<host>`` of this process, for temporary names."""
+    """``<pid>@<host>`` of this process, to end temporary names with."""
     return f"{os.getpid()}@{_HOST}"
 
 
 def writer_is_dead(name: str) -> bool:
-    """True only when ``name`` carries a writer tag of this host whose process no longer exists."""
-    match = _WRITER.search(name)
+    """True only when ``name`` ends with (``writer_tag`` + an optional ``.tmp``) a writer of this host
+    whose process no longer exists."""
+    match = _WRITER.search(name.removesuffix(".tmp"))
     if match is None or match["host"] != _HOST:
         return False
     try:
@@ -53,3 +56,18 @@ def writer_is_dead(name: str) -> bool:
     except PermissionError:  # another user's live process
         return False
     return False
+
+
+def remove_dead_temps(folder: str | Path, name: str) -> list[Path]:
+    """Remove the hidden temporaries of ``name`` in ``folder`` (``.<name>.*``) that a dead writer of this
+    host left (a killed atomic write); returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    for entry in folder.glob(f".{glob.escape(name)}.*") if folder.is_dir() else ():
+        if writer_is_dead(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

@@ -309,7 +309,7 @@ def _download(s3, uri: str, local: Path) -> Path:
 
 def _download_file(s3, bucket: str, key: str, target: Path, size: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{writer_tag()}.tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             s3.download_fileobj(bucket, key, f)

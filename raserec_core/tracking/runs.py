@@ -8,8 +8,11 @@ share a parent. A step that Kubeflow served from its cache does not run at all; 
 receives its artifacts logs a run for it from their metadata (tagged ``raserec.cached = true``).
 
 Parameters are the flattened resolved config; any key naming a secret (``SECRET``, ``PASSWORD``,
-``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are stripped, so nothing secret reaches
-MLflow. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
+``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are masked (``raserec_core.redact``), so
+nothing secret reaches MLflow. The credentials of an ``http(s)://user:password@host`` tracking URI move
+to ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``credentials_to_env``), which MLflow
+reads, so the URI that travels (pipeline parameters, kfp's executor input, MLflow's "View run" lines) has
+none. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
 MLflow rejects ``@``.
 
 Concurrency: a fresh SQLite store is created and migrated by the first ``client`` of a process under
@@ -47,7 +50,6 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 SENSITIVE = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY")
 _RUN_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 # ----- what may be logged -----------------------------------------------------------------------
@@ -59,8 +61,28 @@ def is_sensitive(key: str) -> bool:
 
 
 def scrub(value: str) -> str:
-    """Drop ``user:password@`` from every URL in ``value``."""
-    return _URL_USERINFO.sub(r"\g<scheme>", value)
+    """Mask ``user:password@`` in every URL in ``value`` (``redact.redact``)."""
+    from ..redact import redact
+
+    return redact(value)
+
+
+def credentials_to_env(tracking_uri: str) -> str:
+    """``http(s)://user:password@host/...`` -> ``http(s)://host/...``, the credentials moved to
+    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` of this process (and its children). Other
+    URIs are returned as they are (a database URI needs its credentials inline; logs still mask them)."""
+    import os
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return tracking_uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    if password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -124,6 +146,9 @@ def client(tracking_uri: str):
     """An ``MlflowClient``; the first one of a process opens (creates, migrates) the store under its lock."""
     from mlflow import MlflowClient
 
+    from ..redact import install_log_filter
+
+    install_log_filter()  # MLflow's logger has its own handler, made when mlflow is first imported
     if not tracking_uri.startswith("sqlite:") or tracking_uri in _READY:
         return MlflowClient(tracking_uri=tracking_uri)
     # MLflow creates and migrates a SQLite store when it first opens it (the client's constructor may
