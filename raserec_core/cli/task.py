@@ -12,8 +12,8 @@ What ``pipeline_task`` does around the step:
   number) keeps the config's value;
 - opens the step's nested MLflow run under the pipeline run's parent (``tracking.runs``), first logging
   a run for every upstream step that Kubeflow served from its cache (from the artifacts' metadata);
-- marks the run and the parent run FAILED and re-raises on an exception (a retry, or a resubmission
-  with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
+- marks the run and the parent run FAILED (KILLED on SIGTERM or Ctrl-C) and re-raises on an exception
+  (a retry, or a resubmission with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
   results, and the run is FINISHED (with ``final=True`` the parent run too).
 """
 
@@ -253,13 +253,14 @@ def pipeline_task(
     for name, metadata in (upstream or {}).items():
         runs.log_cached_step(run, name, dict(metadata or {}))
     task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path)
+    runs.raise_on_sigterm()  # a terminated step marks its runs KILLED instead of leaving them RUNNING
     try:
         with task._stack:
             run.log_text(cfg.to_yaml(), "config/resolved.yaml")
             yield task
-    except BaseException:
-        run.end("FAILED")
-        runs.end_pipeline(run, "FAILED")  # a retry or resubmission with the same id reopens it
+    except BaseException as exc:
+        run.end(runs.failure_status(exc))
+        runs.end_pipeline(run, runs.failure_status(exc))  # a retry or resubmission with the same id reopens it
         raise
     run.end("FINISHED")
     if final:

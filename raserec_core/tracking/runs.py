@@ -46,6 +46,7 @@ TAG_STEP = "raserec.step"
 TAG_CACHED = "raserec.cached"
 TAG_FINGERPRINT = "raserec.dataset_fingerprint"
 TAG_ALLOCATOR = "raserec.allocator"  # the step process's malloc: "mimalloc" or "system"
+TAG_WRITER = "raserec.writer"  # <pid>@<host> of the process running a step (storage.locks.writer_tag)
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 SENSITIVE = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY")
@@ -215,6 +216,48 @@ def parent_run(
     return run.info.run_id
 
 
+def reap_dead_runs(mlflow_client, experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING step run of the experiment whose process (on this host) is gone, and its
+    parent unless a live step still runs under it; returns the ids marked. Called when a step starts, so
+    a SIGKILLed run is honest from the next start on."""
+    from ..storage.locks import writer_is_dead
+
+    running = mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    dead = [r for r in running if writer_is_dead(r.data.tags.get(TAG_WRITER, ""))]
+    dead_ids = {r.info.run_id for r in dead}
+    live_parents = {r.data.tags.get(PARENT_TAG) for r in running if r.info.run_id not in dead_ids}
+    parents = {r.data.tags.get(PARENT_TAG) for r in dead} - live_parents - {None}
+    running_ids = {r.info.run_id for r in running}
+    marked = sorted(dead_ids) + sorted(p for p in parents if p in running_ids)
+    for run_id in marked:
+        mlflow_client.set_terminated(run_id, status="KILLED")
+    if marked:
+        log.warning("marked %d MLflow runs of dead processes KILLED: %s", len(marked), ", ".join(marked))
+    return marked
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a pod being deleted, a killed ``raserec run``): unwinds the step like Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` in this process (main thread only), so a step marks its runs
+    KILLED on the way out instead of leaving them RUNNING."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def failure_status(exc: BaseException) -> str:
+    """The MLflow status of a run that ended with ``exc``: KILLED for a signal or Ctrl-C, else FAILED."""
+    return "KILLED" if isinstance(exc, (Terminated, KeyboardInterrupt)) else "FAILED"
+
+
 def step_runs(mlflow_client, experiment_id: str, pipeline_run_id: str) -> dict[str, list]:
     """Every step run of a pipeline run, by step name (oldest first: retries add runs)."""
     out: dict[str, list] = {}
@@ -305,14 +348,17 @@ def start_step(
     tags: Mapping[str, str] | None = None, artifact_location: str | None = None,
 ) -> StepRun:
     """Create the nested run of ``step`` under the pipeline run's parent (found or created by tag)."""
+    from ..storage.locks import writer_tag
+
     c = client(tracking_uri)
     exp_id = ensure_experiment(c, experiment, artifact_location)
+    reap_dead_runs(c, exp_id)
     parent = parent_run(c, exp_id, pipeline_run_id, tags=tags)
     run = c.create_run(
         exp_id,
         run_name=step,
         tags={PARENT_TAG: parent, TAG_RUN: pipeline_run_id, TAG_ROLE: "step", TAG_STEP: step,
-              TAG_ALLOCATOR: process_allocator(), **safe_params(tags or {})},
+              TAG_ALLOCATOR: process_allocator(), TAG_WRITER: writer_tag(), **safe_params(tags or {})},
     )
     sr = StepRun(c, run.info.run_id, parent, step, tracking_uri)
     if params:
@@ -342,6 +388,8 @@ def log_cached_step(run: StepRun, step: str, metadata: Mapping[str, Any]) -> str
     strings = {k: v for k, v in metadata.items() if isinstance(v, str)}
     for key, value in safe_params(strings).items():
         run.client.set_tag(new.info.run_id, f"raserec.artifact.{key}", value[:5000])
+    if strings.get("export_uri"):  # a re-run after a partial failure: its parent says where this step's export lives
+        run.client.set_tag(run.parent_id, f"raserec.export.{step}", scrub(strings["export_uri"])[:5000])
     run.client.set_terminated(new.info.run_id, status="FINISHED")
     log.info("logged cached step %s of pipeline run %s from its artifact metadata", step, pipeline_run_id)
     return new.info.run_id
