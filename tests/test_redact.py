@@ -135,3 +135,12 @@ def test_no_password_in_a_pipeline_run_through_a_credentialed_tracking_uri(mlflo
     outputs = [p.read_text(errors="replace") for p in (tmp_path / "root").rglob("*") if p.is_file() and
                p.suffix in ("", ".json", ".yaml", ".txt", ".log")]
     assert outputs and not any(PASSWORD in text for text in outputs)  # kfp's executor inputs and outputs
+
+
+def test_submit_refuses_credentials_in_the_tracking_uri(capsys):
+    from raserec_core.cli.main import main
+
+    rc = main(["pipeline", "submit", "--data", "s3://b/x.txt", "--host", "http://127.0.0.1:9",
+               "--mlflow-tracking-uri", f"http://alice:{PASSWORD}@mlflow:5000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no credentials in the URI" in err and PASSWORD not in err

@@ -153,6 +153,13 @@ def submit(args: argparse.Namespace) -> dict[str, Any]:
 
     from pipelines.compile import compile_pipeline
 
+    from ..redact import redact
+
+    if redact(args.mlflow_tracking_uri) != args.mlflow_tracking_uri:  # parameters are stored in plain text
+        from ..errors import ConfigError
+
+        raise ConfigError("--mlflow-tracking-uri: no credentials in the URI (Kubeflow stores run parameters in plain "
+                          "text); give the pods MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD from a Secret")
     config_yaml = resolved_config_yaml(args)
     with tempfile.TemporaryDirectory(prefix="raserec-submit-") as tmp:
         package = compile_pipeline(Path(tmp) / "raserec_pipeline.yaml")
