@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from raserec_core.storage import atomic_dir, atomic_write_text

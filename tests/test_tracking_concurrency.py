@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 
 import pytest
 from infra_fixtures import mlflow_store, toy_dataset, toy_encoder  # noqa: F401  (fixtures)
