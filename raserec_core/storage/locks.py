@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import os
 import re
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +38,13 @@ def file_lock(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def path_lock(path: str | Path):
+    """``file_lock`` on a lock file in the temp folder named by ``path``'s hash: locks a folder without
+    writing beside it (one machine's processes with the same ``TMPDIR``)."""
+    digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+    return file_lock(Path(tempfile.gettempdir()) / "raserec-locks" / f"path-{digest}.lock")
 
 
 def writer_tag() -> str:
