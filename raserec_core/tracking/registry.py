@@ -162,16 +162,18 @@ def register_model(
 
     from . import recommender
     from .pyfunc import log_recommender
-    from .runs import TAG_RUN, client
+    from .runs import TAG_RUN, client, store_lock
 
     c = client(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     pipeline_run_id = c.get_run(run_id).data.tags.get(TAG_RUN, "")
     model_sha = content_sha256(model, memory, skip=recommender.NOT_PACKED)
-    same = find_version(c, model_name, model_sha)
-    if same is not None:  # a cached re-run: its model is registered already, nothing to log
+    with store_lock(tracking_uri):  # a version being registered right now is seen with its alias
+        same = find_version(c, model_name, model_sha)
+        reused = _reused(c, same) if same is not None else None
+    if reused is not None:  # a cached re-run: its model is registered already, nothing to log
         kind = json.loads((Path(model) / "model.json").read_text()).get("kind", "encoder")
-        return {**_reused(c, same), "logged_model_uri": same.source, "kind": kind}
+        return {**reused, "logged_model_uri": same.source, "kind": kind}
     with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
         folder = Path(tmp) / "recommender"
         spec = recommender.pack(model, data, folder, memory, device)
