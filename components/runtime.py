@@ -17,8 +17,8 @@ What ``pipeline_task`` does around the step:
   the step logs the config sections it computes from (``STEP_SECTIONS``) on its run and on the parent,
   and puts them in its output artifacts' metadata, so the parent holds the whole config even when
   upstream steps came from the cache;
-- marks the run and the parent run FAILED and re-raises on an exception (a retry, or a resubmission
-  with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
+- marks the run and the parent run FAILED (KILLED on SIGTERM or Ctrl-C) and re-raises on an exception
+  (a retry, or a resubmission with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
   results, and the run is FINISHED (the last step closes the parent run too, after writing the run's
   summary).
 """
@@ -271,7 +271,7 @@ def pipeline_task(
 
         device = resolve_device(cfg.device)
     run_id = runs.check_run_id(resolve_run_id(pipeline_run_id, kfp_run_id))
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    tracking_uri = runs.credentials_to_env(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
     if not tracking_uri:
         raise ValueError(f"{step}: no MLflow tracking URI (pass mlflow_tracking_uri or set MLFLOW_TRACKING_URI)")
     sections = cfg.section(*STEP_SECTIONS[step])
@@ -286,13 +286,14 @@ def pipeline_task(
         if metadata.get("config"):  # a cached step's share of the parent's params
             runs.log_parent_params(run, {"config": _sections(metadata)})
     task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path, sections)
+    runs.raise_on_sigterm()  # a terminated step marks its runs KILLED instead of leaving them RUNNING
     try:
         with task._stack:
             run.log_text(cfg.to_yaml(), "config/resolved.yaml")
             yield task
-    except BaseException:
-        run.end("FAILED")
-        runs.end_pipeline(run, "FAILED")  # a retry or resubmission with the same id reopens it
+    except BaseException as exc:
+        run.end(runs.failure_status(exc))
+        runs.end_pipeline(run, runs.failure_status(exc))  # a retry or resubmission with the same id reopens it
         raise
     run.end("FINISHED")
     if step == FINAL_STEP:

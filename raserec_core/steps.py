@@ -6,6 +6,7 @@ Each step reads its inputs from folders, writes its output folder, and returns a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -99,6 +100,16 @@ def _work_folder(out: Path, work_root, step: str, cfg: Config, sections: tuple[s
     return Path(work_root) / f"{step}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
 
 
+def _claim(work: Path, work_root):
+    """With ``work_root``, an exclusive lock on the shared work folder for the step's whole use of it: a
+    concurrent run of the same step and inputs (two ``raserec run`` at once) waits, then finds it done."""
+    if not work_root:
+        return contextlib.nullcontext()
+    from .storage.locks import path_lock
+
+    return path_lock(work)
+
+
 def _publish(work: Path, out: Path) -> None:
     """Copy a finished work folder to ``out``, without its resume checkpoint (and its recorded hash)."""
     if work.resolve() == out.resolve():
@@ -136,9 +147,10 @@ def pretrain(
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
     sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint, **_selection(cfg)}
     work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
-    done = _prepare_output(work, cfg, sections, restart, inputs)
-    result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
-    _publish(work, out)
+    with _claim(work, work_root):
+        done = _prepare_output(work, cfg, sections, restart, inputs)
+        result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
+        _publish(work, out)
     return result
 
 
@@ -206,15 +218,16 @@ def finetune(
               **_selection(cfg)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
-    result = _prepare_output(work, cfg, sections, restart, inputs)
-    if result is None:
-        shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
-        if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
-            raise StepError(f"{model}/encoder.pt changed while it was being copied")
-        for name in ("items.parquet", "users.parquet"):
-            shutil.copyfile(Path(data) / name, work / name)
-        result = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
-    _publish(work, out)
+    with _claim(work, work_root):
+        result = _prepare_output(work, cfg, sections, restart, inputs)
+        if result is None:
+            shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
+            if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
+                raise StepError(f"{model}/encoder.pt changed while it was being copied")
+            for name in ("items.parquet", "users.parquet"):
+                shutil.copyfile(Path(data) / name, work / name)
+            result = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
+        _publish(work, out)
     return result
 
 

@@ -193,7 +193,11 @@ def test_second_run_comes_from_the_cache(local_runs):
     assert sorted(children) == ["evaluate", "finetune", "index", "preprocess", "pretrain", "register"]
     cached = sorted(k for k, v in children.items() if v[0].data.tags.get(runs.TAG_CACHED) == "true")
     assert cached == ["evaluate", "finetune", "index", "preprocess", "pretrain"]
-    assert second["registration"]["alias"] == "challenger"  # the same score does not beat the champion
+    # the same model again: the first run's version is reused, no duplicate is registered
+    first = local_runs["runs"][0][1]["registration"]
+    assert (second["registration"]["version"], second["registration"]["reused"]) == (first["version"], True)
+    assert second["registration"]["alias"] == "champion"
+    assert len(c.search_model_versions("name = 'toy-e2e'")) == 1
 
 
 @pytest.mark.integration

@@ -190,3 +190,80 @@ def test_export_to_a_local_folder(tmp_path):
     report = export(src, str(tmp_path / "out" / "m"))
     assert report["files"] == {"a.txt": 1}
     assert (tmp_path / "out" / "m" / "a.txt").read_text() == "a"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_endpoint_down_is_one_error_naming_the_endpoint(tmp_path, monkeypatch, moto_endpoint):
+    from infra_fixtures import DUMMY_AWS
+
+    for k, v in DUMMY_AWS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    down = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"12345")
+    for call in (lambda: upload(f, "s3://b/x.bin", endpoint_url=down), lambda: upload(tmp_path, "s3://b/d", endpoint_url=down),
+                 lambda: download("s3://b/x.bin", tmp_path / "y", endpoint_url=down)):
+        with pytest.raises(s3mod.S3Error) as info:
+            call()
+        assert f"cannot reach the S3 endpoint {down}" in str(info.value)
+        assert info.value.__cause__ is None and info.value.__suppress_context__  # no clean-up failure chained
+
+
+@pytest.mark.integration
+def test_missing_bucket_is_named(s3_bucket, tmp_path):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"12345")
+    with pytest.raises(s3mod.S3Error, match="the bucket 'no-such-bucket-here' does not exist"):
+        upload(f, "s3://no-such-bucket-here/x.bin")
+    with pytest.raises(s3mod.S3Error, match="the bucket 'no-such-bucket-here' does not exist"):
+        download("s3://no-such-bucket-here/x", tmp_path / "y")
+
+
+def test_s3_errors_are_one_line_in_the_cli(tmp_path, monkeypatch, capsys):
+    from infra_fixtures import DUMMY_AWS
+
+    from raserec_core.cli.main import main
+
+    for k, v in DUMMY_AWS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    assert main(["preprocess", "--input", "s3://b/in.txt", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("raserec preprocess: error: s3://b/in.txt: cannot reach the S3 endpoint http://127.0.0.1:")
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.integration
+def test_upload_removes_staging_objects_of_dead_writers_only(s3_bucket, tmp_path):
+    import subprocess
+    import sys
+
+    from raserec_core.storage.locks import writer_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_tag = writer_tag().replace(str(__import__("os").getpid()), dead.stdout.strip(), 1)
+    c = s3mod.client()
+    leftovers = {
+        f"runs/r/.model.staging-aaaaaaaaaaaa-{dead_tag}/a.bin": True,  # a dead writer's folder: removed
+        f"runs/r/.model.staging-aaaaaaaaaaaa-{dead_tag}/b.bin": True,
+        f"runs/r/.x.bin.staging-bbbbbbbbbbbb-{dead_tag}": True,
+        f"runs/r/.y.bin.staging-cccccccccccc-{writer_tag()}": False,  # a live writer (this process): kept
+        "runs/r/.z.bin.staging-dddddddddddd-1@some-other-host": False,  # another host, recent: kept
+    }
+    for key in leftovers:
+        c.put_object(Bucket=s3_bucket, Key=key, Body=b"x")
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"12345")
+    upload(f, f"s3://{s3_bucket}/runs/r/x.bin")
+    kept = [k for k, gone in leftovers.items() if not gone]
+    assert _keys(s3_bucket) == sorted([*kept, "runs/r/x.bin"])

@@ -22,9 +22,9 @@ def test_safe_params_drop_secrets_and_url_credentials():
     })
     assert params == {
         "config.model.backbone": "sasrec", "config.eval.ks": "[5, 10]",
-        "tracking": "postgresql://postgres:5432/mlflow",
+        "tracking": "postgresql://***@postgres:5432/mlflow",
     }
-    assert scrub("see s3://k:s@host/b and http://plain/x") == "see s3://host/b and http://plain/x"
+    assert scrub("see s3://k:s@host/b and http://plain/x") == "see s3://***@host/b and http://plain/x"
 
 
 def test_metric_names_are_mlflow_safe():

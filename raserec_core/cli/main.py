@@ -199,18 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 probe logs a traceback at INFO
     from raserec_core.errors import RaSeRecError
+    from raserec_core.redact import install_log_filter, redact, redact_tree
+
+    install_log_filter()
 
     try:
         result = run(args)
     except (RaSeRecError, FileExistsError, FileNotFoundError) as exc:
-        print(f"raserec {args.command}: error: {exc}", file=sys.stderr)
+        print(redact(f"raserec {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     if args.command == "run":  # for a reader: the run's metrics, its model version, where to look
         from .console import summary
 
-        sys.stdout.write(summary(result))
+        sys.stdout.write(redact(summary(result)))
         return 0
-    json.dump(result, sys.stdout, indent=2, sort_keys=True)
+    json.dump(redact_tree(result), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0
 

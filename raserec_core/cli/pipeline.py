@@ -93,7 +93,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines import runner
 
     from ..storage import is_s3
-    from ..tracking.runs import check_run_id
+    from ..tracking.runs import check_run_id, credentials_to_env
     from .allocator import mimalloc_for_children
     from .console import RunConsole, route_logs
 
@@ -110,7 +110,8 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
         export_root = args.artifact_root if is_s3(args.artifact_root) else ""
         root = Path(DEFAULT_ROOT if export_root else args.artifact_root).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        tracking_uri = runner.local_tracking(root, args.experiment, os.environ.get("MLFLOW_TRACKING_URI", ""))
+        tracking_uri = credentials_to_env(  # no password in the task inputs
+            runner.local_tracking(root, args.experiment, os.environ.get("MLFLOW_TRACKING_URI", "")))
         checkpoint_root = args.checkpoint_root
         if checkpoint_root is None:
             checkpoint_root = "" if args.no_cache else str(root / "checkpoints")
@@ -132,6 +133,13 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
 def submit(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines import runner
 
+    from ..redact import redact
+
+    if redact(args.mlflow_tracking_uri) != args.mlflow_tracking_uri:  # parameters are stored in plain text
+        from ..errors import ConfigError
+
+        raise ConfigError("--mlflow-tracking-uri: no credentials in the URI (Kubeflow stores run parameters in plain "
+                          "text); give the pods MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD from a Secret")
     return runner.submit(
         args.host, args.data, resolved_config_yaml(args), experiment=args.experiment, model_name=args.model_name,
         run_name=args.run_name, tracking_uri=args.mlflow_tracking_uri, pipeline_run_id=args.run_id,

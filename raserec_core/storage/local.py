@@ -1,4 +1,8 @@
-"""Atomic local writes: a reader sees the old state or the complete new one, never a partial artifact."""
+"""Atomic local writes: a reader sees the old state or the complete new one, never a partial artifact.
+
+Temporary names end with their writer (``storage.locks.writer_tag``): the next write of the same path
+removes what a killed writer of this host left beside it.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .locks import remove_dead_temps, writer_tag
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_dead_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{writer_tag()}.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -76,11 +83,12 @@ def atomic_dir(path: str | Path, replace: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and any(path.iterdir()) and not replace:
         raise FileExistsError(f"{path}: already exists and is not empty")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_dead_temps(path.parent, path.name)  # what a killed writer of this host left
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=f".{writer_tag()}.tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(f".{path.name}.old-{writer_tag()}")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)

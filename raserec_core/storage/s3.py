@@ -15,7 +15,13 @@ Uploads are atomic from a reader's point of view, like ``storage.local``:
   finds every file it lists; ``download`` of a folder with a manifest fetches exactly those files.
 
 If anything fails before the copy phase (a local file that cannot be read, the network), no object
-appears under the final key or prefix.
+appears under the final key or prefix. Staging names carry their writer (``<pid>@<host>``): an upload
+first removes the staging objects beside its target that a dead writer of this host left, and any older
+than ``STAGING_MAX_AGE_S``.
+
+Errors: an unreachable endpoint, a missing bucket or a refused request is one ``S3Error`` naming the
+URI and the endpoint (or the bucket), never chained over a failed clean-up. ``AWS_MAX_ATTEMPTS``, when
+set, replaces the default of 10 attempts.
 """
 
 from __future__ import annotations
@@ -26,20 +32,56 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..errors import RaSeRecError
+from .locks import writer_is_dead, writer_tag
 
 log = logging.getLogger("raserec.storage")
 
 SCHEME = "s3://"
 MANIFEST = "_MANIFEST.json"
 ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+STAGING_MAX_AGE_S = 24 * 3600  # an upload never stages for a day: older staging objects are leftovers
 
 
-class S3Error(OSError):
-    """An S3 transfer failed or left an object of the wrong size; the message names the URI."""
+class S3Error(OSError, RaSeRecError):
+    """An S3 transfer failed or left an object of the wrong size; the message names the URI (the CLI
+    prints it as one line)."""
+
+
+@contextlib.contextmanager
+def _errors(s3, uri: str) -> Iterator[None]:
+    """Turn botocore's errors inside the block into one ``S3Error`` naming ``uri`` and the endpoint."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        yield
+    except Exception as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, (BotoCoreError, ClientError)):
+            cause = cause.__cause__ or cause.__context__  # boto3's transfer errors wrap botocore's
+        if cause is None or isinstance(exc, S3Error):
+            raise
+        endpoint = s3.meta.endpoint_url
+        bucket = split_uri(uri)[0]
+        if isinstance(cause, BotoConnectionError):
+            msg = f"{uri}: cannot reach the S3 endpoint {endpoint} ({cause})"
+        elif isinstance(cause, ClientError):
+            err = cause.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            if code == "NoSuchBucket":
+                msg = f"{uri}: the bucket '{bucket}' does not exist at {endpoint}"
+            else:
+                msg = f"{uri}: S3 at {endpoint} refused the request: {code} {err.get('Message', '')}".rstrip()
+        else:
+            msg = f"{uri}: {cause} (endpoint {endpoint})"
+        raise S3Error(msg) from None
 
 
 def is_s3(uri: str | os.PathLike | None) -> bool:
@@ -70,17 +112,37 @@ def client(endpoint_url: str | None = None):
 
     if endpoint_url is None:
         endpoint_url = next((os.environ[v] for v in ENDPOINT_VARS if os.environ.get(v)), None)
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url or None,
-        config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
-    )
+    retries = {"mode": "adaptive"} if os.environ.get("AWS_MAX_ATTEMPTS") else {"mode": "adaptive", "max_attempts": 10}
+    return boto3.client("s3", endpoint_url=endpoint_url or None, config=Config(retries=retries))
 
 
 def _staging_key(key: str) -> str:
     parent, _, name = key.rpartition("/")
-    staged = f".{name}.staging-{uuid.uuid4().hex[:12]}"
+    staged = f".{name}.staging-{uuid.uuid4().hex[:12]}-{writer_tag()}"
     return f"{parent}/{staged}" if parent else staged
+
+
+def remove_dead_staging(s3, bucket: str, key: str) -> list[str]:
+    """Delete the staging objects beside ``key`` left by a dead writer of this host, or older than
+    ``STAGING_MAX_AGE_S``; returns the deleted keys."""
+    parent = key.rpartition("/")[0]
+    prefix = f"{parent}/" if parent else ""
+    stale: list[str] = []
+    now = time.time()
+    groups: dict[str, list[tuple[str, float]]] = {}  # staging name -> its objects (a folder has several)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "."):
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(prefix):].split("/")[0]
+            if ".staging-" in name:
+                groups.setdefault(name, []).append((obj["Key"], obj["LastModified"].timestamp()))
+    for name, objects in groups.items():
+        newest = max(t for _, t in objects)
+        if writer_is_dead(name) or now - newest > STAGING_MAX_AGE_S:
+            stale += [k for k, _ in objects]
+    if stale:
+        _delete(s3, bucket, stale)
+        log.warning("removed %d staging objects of dead writers under s3://%s/%s", len(stale), bucket, prefix)
+    return stale
 
 
 def _object_size(s3, bucket: str, key: str) -> int | None:
@@ -143,15 +205,26 @@ def upload(local_path: str | Path, uri: str, *, endpoint_url: str | None = None,
     bucket, key = split_uri(uri)
     if not key:
         raise ValueError(f"{uri!r}: upload needs a key, not just a bucket")
-    s3 = s3 or client(endpoint_url)
-    if local.is_dir():
-        files = _upload_folder(s3, local, bucket, key)
-    elif local.is_file():
-        files = {local.name: _upload_file(s3, local, bucket, key)}
-    else:
+    if not local.exists():
         raise FileNotFoundError(f"{local}: no such file or folder to upload")
+    s3 = s3 or client(endpoint_url)
+    with _errors(s3, uri):
+        remove_dead_staging(s3, bucket, key)
+        if local.is_dir():
+            files = _upload_folder(s3, local, bucket, key)
+        else:
+            files = {local.name: _upload_file(s3, local, bucket, key)}
     log.info("uploaded %s -> %s (%d files)", local, uri, len(files))
     return {"uri": uri, "files": files, "bytes": sum(files.values())}
+
+
+def _delete_staging(s3, bucket: str, keys: list[str]) -> None:
+    """Best effort: a failed clean-up must not hide the upload's own error (the next upload beside
+    these keys removes them once this writer is gone)."""
+    try:
+        _delete(s3, bucket, keys)
+    except Exception as exc:  # noqa: BLE001  (logged; the caller's outcome stands)
+        log.warning("could not delete %d staging objects in s3://%s: %s", len(keys), bucket, exc)
 
 
 def _upload_file(s3, local: Path, bucket: str, key: str) -> int:
@@ -161,7 +234,7 @@ def _upload_file(s3, local: Path, bucket: str, key: str) -> int:
         _copy(s3, bucket, staging, key, size)
         return size
     finally:
-        _delete(s3, bucket, [staging])
+        _delete_staging(s3, bucket, [staging])
 
 
 def _upload_folder(s3, local: Path, bucket: str, key: str) -> dict[str, int]:
@@ -185,15 +258,16 @@ def _upload_folder(s3, local: Path, bucket: str, key: str) -> dict[str, int]:
         _check_size(s3, bucket, f"{key}/{MANIFEST}", len(manifest))
         return sizes
     finally:
-        _delete(s3, bucket, staged)
+        _delete_staging(s3, bucket, staged)
 
 
 def exists(uri: str, *, endpoint_url: str | None = None, s3=None) -> bool:
     bucket, key = split_uri(uri)
     s3 = s3 or client(endpoint_url)
-    if key and _object_size(s3, bucket, key) is not None:
-        return True
-    return bool(_list(s3, bucket, f"{key}/" if key else ""))
+    with _errors(s3, uri):
+        if key and _object_size(s3, bucket, key) is not None:
+            return True
+        return bool(_list(s3, bucket, f"{key}/" if key else ""))
 
 
 def download(uri: str, local_path: str | Path, *, endpoint_url: str | None = None, s3=None) -> Path:
@@ -203,11 +277,15 @@ def download(uri: str, local_path: str | Path, *, endpoint_url: str | None = Non
     existing folder). A prefix goes to the folder ``local_path``, replaced as a whole; with a manifest
     exactly the files it lists are fetched, otherwise every object under the prefix.
     """
+    s3 = s3 or client(endpoint_url)
+    with _errors(s3, uri):
+        return _download(s3, uri, Path(local_path))
+
+
+def _download(s3, uri: str, local: Path) -> Path:
     from .local import atomic_dir
 
     bucket, key = split_uri(uri)
-    s3 = s3 or client(endpoint_url)
-    local = Path(local_path)
     size = _object_size(s3, bucket, key) if key else None
     if size is not None:
         target = local / key.rpartition("/")[2] if local.is_dir() else local
@@ -231,7 +309,7 @@ def download(uri: str, local_path: str | Path, *, endpoint_url: str | None = Non
 
 def _download_file(s3, bucket: str, key: str, target: Path, size: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{writer_tag()}.tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             s3.download_fileobj(bucket, key, f)

@@ -34,6 +34,7 @@ FORMAT_VERSION = 2  # 2: popularity.parquet
 READABLE = (1, 2)  # 1 (no popularity): models registered before; their cold starts get no items
 MANIFEST = "recommender.json"
 POPULARITY = "popularity.parquet"
+NOT_PACKED = ("checkpoint.pt*", "best.pt*", "history.json", "config.yaml", "metrics.json")  # training leftovers
 
 
 class RecommenderLike(Protocol):
@@ -96,8 +97,7 @@ def pack(model: str | Path, data: str | Path, out: str | Path, memory: str | Pat
     if kind not in ("encoder", "raserec"):
         raise ValueError(f"{model}: no recommender for model kind {kind!r}")
     out.mkdir(parents=True, exist_ok=False)
-    keep = shutil.ignore_patterns("checkpoint.pt*", "best.pt*", "history.json", "config.yaml", "metrics.json")
-    shutil.copytree(model, out / "model", ignore=keep)
+    shutil.copytree(model, out / "model", ignore=shutil.ignore_patterns(*NOT_PACKED))
     if not (out / "model" / "items.parquet").exists():
         shutil.copyfile(data / "items.parquet", out / "model" / "items.parquet")
     spec = {"kind": kind, "format_version": FORMAT_VERSION, "dataset_fingerprint": manifest.get("dataset_fingerprint", "")}

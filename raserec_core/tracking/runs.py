@@ -8,19 +8,30 @@ share a parent. A step that Kubeflow served from its cache does not run at all; 
 receives its artifacts logs a run for it from their metadata (tagged ``raserec.cached = true``).
 
 Parameters are the flattened resolved config; any key naming a secret (``SECRET``, ``PASSWORD``,
-``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are stripped, so nothing secret reaches
-MLflow. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
+``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are masked (``raserec_core.redact``), so
+nothing secret reaches MLflow. The credentials of an ``http(s)://user:password@host`` tracking URI move
+to ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``credentials_to_env``), which MLflow
+reads, so the URI that travels (pipeline parameters, kfp's executor input, MLflow's "View run" lines) has
+none. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
 MLflow rejects ``@``.
+
+Concurrency: a fresh SQLite store is created and migrated by the first ``client`` of a process under
+``store_lock`` (a ``flock`` on ``<db>.lock`` beside the database), so pipeline runs started at once on a
+fresh root do not migrate it twice. Other stores lock a file in the temp folder named by the URI's hash:
+that orders processes of one machine only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import re
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +46,10 @@ TAG_STEP = "raserec.step"
 TAG_CACHED = "raserec.cached"
 TAG_FINGERPRINT = "raserec.dataset_fingerprint"
 TAG_ALLOCATOR = "raserec.allocator"  # the step process's malloc: "mimalloc" or "system"
+TAG_WRITER = "raserec.writer"  # <pid>@<host> of the process running a step (storage.locks.writer_tag)
 PARENT_TAG = "mlflow.parentRunId"
 SENSITIVE = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY")
 _RUN_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 # ----- what may be logged -----------------------------------------------------------------------
@@ -50,8 +61,28 @@ def is_sensitive(key: str) -> bool:
 
 
 def scrub(value: str) -> str:
-    """Drop ``user:password@`` from every URL in ``value``."""
-    return _URL_USERINFO.sub(r"\g<scheme>", value)
+    """Mask ``user:password@`` in every URL in ``value`` (``redact.redact``)."""
+    from ..redact import redact
+
+    return redact(value)
+
+
+def credentials_to_env(tracking_uri: str) -> str:
+    """``http(s)://user:password@host/...`` -> ``http(s)://host/...``, the credentials moved to
+    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` of this process (and its children). Other
+    URIs are returned as they are (a database URI needs its credentials inline; logs still mask them)."""
+    import os
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return tracking_uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    if password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -88,10 +119,47 @@ def check_run_id(pipeline_run_id: str) -> str:
 # ----- experiments and runs ---------------------------------------------------------------------
 
 
+_READY: set[str] = set()  # tracking URIs whose stores this process has opened (MLflow caches them per URI)
+
+
+def store_lock_path(tracking_uri: str) -> Path:
+    """``<db>.lock`` beside a SQLite store; for any other store a file in the temp folder named by the
+    URI's hash (one machine's processes only)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri[len("sqlite:///"):].split("?")[0]
+        if db and db != ":memory:":
+            return Path(db).with_name(Path(db).name + ".lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "raserec-locks" / f"mlflow-{digest}.lock"
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock on the store at ``tracking_uri`` (see ``store_lock_path``); not re-entrant."""
+    from ..storage.locks import file_lock
+
+    with file_lock(store_lock_path(tracking_uri)):
+        yield
+
+
 def client(tracking_uri: str):
+    """An ``MlflowClient``; the first one of a process opens (creates, migrates) the store under its lock."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    from ..redact import install_log_filter
+
+    install_log_filter()  # MLflow's logger has its own handler, made when mlflow is first imported
+    if not tracking_uri.startswith("sqlite:") or tracking_uri in _READY:
+        return MlflowClient(tracking_uri=tracking_uri)
+    # MLflow creates and migrates a SQLite store when it first opens it (the client's constructor may
+    # already), once for the tracking tables and once for the registry's: two processes doing that at
+    # once break the migration.
+    with store_lock(tracking_uri):
+        c = MlflowClient(tracking_uri=tracking_uri)
+        c.search_experiments(max_results=1)
+        c.search_registered_models(max_results=1)
+    _READY.add(tracking_uri)
+    return c
 
 
 def ensure_experiment(mlflow_client, name: str, artifact_location: str | None = None) -> str:
@@ -145,6 +213,48 @@ def parent_run(
         _log_params(mlflow_client, run.info.run_id, params)
     log.info("MLflow parent run %s for pipeline run %s", run.info.run_id, pipeline_run_id)
     return run.info.run_id
+
+
+def reap_dead_runs(mlflow_client, experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING step run of the experiment whose process (on this host) is gone, and its
+    parent unless a live step still runs under it; returns the ids marked. Called when a step starts, so
+    a SIGKILLed run is honest from the next start on."""
+    from ..storage.locks import writer_is_dead
+
+    running = mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    dead = [r for r in running if writer_is_dead(r.data.tags.get(TAG_WRITER, ""))]
+    dead_ids = {r.info.run_id for r in dead}
+    live_parents = {r.data.tags.get(PARENT_TAG) for r in running if r.info.run_id not in dead_ids}
+    parents = {r.data.tags.get(PARENT_TAG) for r in dead} - live_parents - {None}
+    running_ids = {r.info.run_id for r in running}
+    marked = sorted(dead_ids) + sorted(p for p in parents if p in running_ids)
+    for run_id in marked:
+        mlflow_client.set_terminated(run_id, status="KILLED")
+    if marked:
+        log.warning("marked %d MLflow runs of dead processes KILLED: %s", len(marked), ", ".join(marked))
+    return marked
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a pod being deleted, a killed ``raserec run``): unwinds the step like Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` in this process (main thread only), so a step marks its runs
+    KILLED on the way out instead of leaving them RUNNING."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def failure_status(exc: BaseException) -> str:
+    """The MLflow status of a run that ended with ``exc``: KILLED for a signal or Ctrl-C, else FAILED."""
+    return "KILLED" if isinstance(exc, (Terminated, KeyboardInterrupt)) else "FAILED"
 
 
 def step_runs(mlflow_client, experiment_id: str, pipeline_run_id: str) -> dict[str, list]:
@@ -237,14 +347,17 @@ def start_step(
     tags: Mapping[str, str] | None = None, artifact_location: str | None = None,
 ) -> StepRun:
     """Create the nested run of ``step`` under the pipeline run's parent (found or created by tag)."""
+    from ..storage.locks import writer_tag
+
     c = client(tracking_uri)
     exp_id = ensure_experiment(c, experiment, artifact_location)
+    reap_dead_runs(c, exp_id)
     parent = parent_run(c, exp_id, pipeline_run_id, tags=tags)
     run = c.create_run(
         exp_id,
         run_name=step,
         tags={PARENT_TAG: parent, TAG_RUN: pipeline_run_id, TAG_ROLE: "step", TAG_STEP: step,
-              TAG_ALLOCATOR: process_allocator(), **safe_params(tags or {})},
+              TAG_ALLOCATOR: process_allocator(), TAG_WRITER: writer_tag(), **safe_params(tags or {})},
     )
     sr = StepRun(c, run.info.run_id, parent, step, tracking_uri)
     if params:
@@ -274,6 +387,8 @@ def log_cached_step(run: StepRun, step: str, metadata: Mapping[str, Any]) -> str
     strings = {k: v for k, v in metadata.items() if isinstance(v, str)}
     for key, value in safe_params(strings).items():
         run.client.set_tag(new.info.run_id, f"raserec.artifact.{key}", value[:5000])
+    if strings.get("export_uri"):  # a re-run after a partial failure: its parent says where this step's export lives
+        run.client.set_tag(run.parent_id, f"raserec.export.{step}", scrub(strings["export_uri"])[:5000])
     run.client.set_terminated(new.info.run_id, status="FINISHED")
     log.info("logged cached step %s of pipeline run %s from its artifact metadata", step, pipeline_run_id)
     return new.info.run_id
