@@ -127,6 +127,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Stage 1. With ``work_root`` it trains in a resumable folder there and copies the result to ``output``."""
     from .data import read_dataset
+    from .training.distributed import on_main
     from .training.pretrain import pretrain as run_pretrain
 
     out = Path(output)
@@ -135,9 +136,10 @@ def pretrain(
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
     sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint, **_selection(cfg)}
     work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
-    done = _prepare_output(work, cfg, sections, restart, inputs)
+    # Data-parallel (under torchrun), rank 0 alone prepares, writes and publishes the folder.
+    done = on_main(lambda: _prepare_output(work, cfg, sections, restart, inputs))
     result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
-    _publish(work, out)
+    on_main(lambda: _publish(work, out))
     return result
 
 
@@ -191,6 +193,7 @@ def finetune(
     ``work_root`` as for ``pretrain``."""
     from .data import read_dataset
     from .models.checkpoint import file_sha256
+    from .training.distributed import on_main
     from .training.finetune import finetune as run_finetune
 
     out = Path(output)
@@ -205,15 +208,21 @@ def finetune(
               **_selection(cfg)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
-    result = _prepare_output(work, cfg, sections, restart, inputs)
+
+    def prepare() -> dict | None:  # rank 0 alone, as for pretrain
+        done = _prepare_output(work, cfg, sections, restart, inputs)
+        if done is None:
+            shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
+            if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
+                raise StepError(f"{model}/encoder.pt changed while it was being copied")
+            for name in ("items.parquet", "users.parquet"):
+                shutil.copyfile(Path(data) / name, work / name)
+        return done
+
+    result = on_main(prepare)
     if result is None:
-        shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
-        if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
-            raise StepError(f"{model}/encoder.pt changed while it was being copied")
-        for name in ("items.parquet", "users.parquet"):
-            shutil.copyfile(Path(data) / name, work / name)
         result = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
-    _publish(work, out)
+    on_main(lambda: _publish(work, out))
     return result
 
 
