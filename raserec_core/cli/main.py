@@ -161,6 +161,13 @@ def run(args: argparse.Namespace) -> dict:
         from . import tune
 
         return tune.run(args)
+    from raserec_core.errors import StepError
+    from raserec_core.storage import is_s3
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(is_s3(getattr(args, n, None)) for n in OUTPUT_ARGS):
+        # every worker would write its own stand-in (and rank 0's checkpoint would not be the others')
+        raise StepError("a torchrun worker needs a local --output that every worker shares; --nproc-per-node "
+                        "localizes an s3:// one for its workers")
     with contextlib.ExitStack() as stack:
         localize(args, stack)
         return run_step(args)

@@ -110,3 +110,10 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_one(wide_dataset_
     assert losses(out) == losses(whole)
     assert_close_weights(whole / "encoder.pt", out / "encoder.pt", atol=0)
     assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+
+
+def test_a_torchrun_worker_refuses_an_s3_output(small_dataset_dir, tiny_args, monkeypatch, capsys):
+    """Each worker would write its own local stand-in of it; --nproc-per-node localizes it once instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["pretrain", "--data", str(small_dataset_dir), "--output", "s3://bucket/model", *tiny_args()]) == 2
+    assert "needs a local --output that every worker shares" in capsys.readouterr().err
