@@ -28,6 +28,8 @@ from components.params import PARAMS, REQUIRED, Param, step_params
 
 from .cluster import ClusterOptions, apply
 
+DEFAULT_CLUSTER = ClusterOptions()  # no GPU, placement, volume or Trainer job; the image of components/image.py
+
 PIPELINE_NAME = "raserec"
 SECRET = "raserec-object-store"
 SECRET_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -76,7 +78,7 @@ def signature(table: tuple[Param, ...] = PARAMS) -> inspect.Signature:
     )
 
 
-def build(retries: bool = True, table: tuple[Param, ...] = PARAMS, cluster: ClusterOptions = ClusterOptions()):
+def build(retries: bool = True, table: tuple[Param, ...] = PARAMS, cluster: ClusterOptions = DEFAULT_CLUSTER):
     """The pipeline function (retries on or off; everything else identical) over the parameter ``table``,
     its pods as ``cluster`` says (image, GPUs, placement, checkpoint volume, Trainer jobs)."""
     comps = build_all(table)
