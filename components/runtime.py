@@ -44,6 +44,7 @@ log = logging.getLogger("raserec.task")
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # as the command line's: raserec run reads it
 VALID_METRIC = "valid/ndcg@10"  # what the register gate compares
+TRAINJOB_ENV = "RASEREC_TRAINJOB"  # set on a training step compiled to run as a Kubeflow Trainer job
 FINAL_STEP = "register"  # closes the parent run
 _METADATA_STR_MAX = 512
 
@@ -336,6 +337,8 @@ def _call(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) ->
 
     if step == "preprocess":
         return steps.preprocess(t.local_input(v["data_uri"]), a["dataset"].path, t.cfg), {"dataset": a["dataset"]}
+    if step in ("pretrain", "finetune") and os.environ.get(TRAINJOB_ENV):
+        v = {**v, "checkpoint_root": _train_on_cluster(step, t, a, v)}
     if step == "pretrain":
         work = v["checkpoint_root"] or None
         return steps.pretrain(a["data"].path, a["model"].path, t.cfg, t.device, work_root=work), {"model": a["model"]}
@@ -357,6 +360,31 @@ def _call(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) ->
         t.summary = a["summary"]
         return result, {"registration": a["registration"]}
     raise ValueError(f"unknown step {step!r}")
+
+
+def _train_on_cluster(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """Train ``step`` as a Kubeflow Trainer job (``components/trainjob.py``); returns the checkpoint root
+    it trained in, where the step's own call then finds the finished run and publishes it."""
+    import hashlib
+
+    from . import trainjob
+
+    settings = trainjob.JobSettings.from_env(os.environ[TRAINJOB_ENV])
+    root = Path(v["checkpoint_root"] or settings.mount_path)
+    ports = {"data": a["data"]} if step == "pretrain" else {"data": a["data"], "model": a["pretrained"],
+                                                             "memory": a["memory"]}
+    config_yaml = t.cfg.to_yaml()
+    identity = json.dumps([step, config_yaml, {k: art.uri for k, art in ports.items()}], sort_keys=True)
+    name = f"raserec-{step}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    job = root / "jobs" / name
+    args = [step, "--output", str(job / "output"), "--work-root", str(root), "--config", str(job / "config.yaml")]
+    for port, art in ports.items():
+        args += [f"--{port}", str(trainjob.stage(art.path, job / port))]
+    from raserec_core.storage import atomic_write_text
+
+    atomic_write_text(job / "config.yaml", config_yaml)
+    trainjob.run(name, settings, args)
+    return str(root)
 
 
 def _sections(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,16 @@ from pathlib import Path
 DEFAULT_OUTPUT = Path(__file__).with_name("raserec_pipeline.yaml")
 
 
-def compile_pipeline(output: str | Path = DEFAULT_OUTPUT) -> Path:
+def compile_pipeline(output: str | Path = DEFAULT_OUTPUT, cluster=None) -> Path:
+    """Write the pipeline's IR YAML; ``cluster`` (``pipelines.cluster.ClusterOptions``) for other pods than
+    the defaults'."""
     from kfp import compiler
 
-    from .raserec import raserec_pipeline
+    from .raserec import build, raserec_pipeline
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(raserec_pipeline, str(output))
+    compiler.Compiler().compile(raserec_pipeline if cluster is None else build(retries=True, cluster=cluster), str(output))
     return output
 
 

@@ -26,6 +26,10 @@ from kfp.dsl import Artifact
 from components.factory import build_all
 from components.params import PARAMS, REQUIRED, Param, step_params
 
+from .cluster import ClusterOptions, apply
+
+DEFAULT_CLUSTER = ClusterOptions()  # no GPU, placement, volume or Trainer job; the image of components/image.py
+
 PIPELINE_NAME = "raserec"
 SECRET = "raserec-object-store"
 SECRET_ENV = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -74,8 +78,9 @@ def signature(table: tuple[Param, ...] = PARAMS) -> inspect.Signature:
     )
 
 
-def build(retries: bool = True, table: tuple[Param, ...] = PARAMS):
-    """The pipeline function (retries on or off; everything else identical) over the parameter ``table``."""
+def build(retries: bool = True, table: tuple[Param, ...] = PARAMS, cluster: ClusterOptions = DEFAULT_CLUSTER):
+    """The pipeline function (retries on or off; everything else identical) over the parameter ``table``,
+    its pods as ``cluster`` says (image, GPUs, placement, checkpoint volume, Trainer jobs)."""
     comps = build_all(table)
     sig = signature(table)
 
@@ -86,7 +91,7 @@ def build(retries: bool = True, table: tuple[Param, ...] = PARAMS):
 
         def task(step: str, **ports):
             params = {p.name: values[p.name] for p in step_params(step, table)}
-            return _configure(comps[step](**ports, **params), step, retries)
+            return apply(_configure(comps[step](**ports, **params), step, retries), step, cluster)
 
         data = task("preprocess").outputs["dataset"]
         pre = task("pretrain", data=data)

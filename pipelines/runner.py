@@ -82,8 +82,10 @@ def pipeline_run_record(tracking_uri: str, experiment: str, pipeline_run_id: str
 def submit(
     host: str, data: str, config_yaml: str, *, experiment: str, model_name: str, run_name: str | None = None,
     tracking_uri: str = "", pipeline_run_id: str = "", export_root: str = "", checkpoint_root: str = "",
+    cluster=None,
 ) -> dict[str, Any]:
-    """Compile the pipeline and start a run of it on ``host``."""
+    """Compile the pipeline (its pods as ``cluster`` says) and start a run of it on ``host``. With a
+    checkpoint volume and no ``checkpoint_root``, the training steps train on the volume."""
     import tempfile
 
     import kfp
@@ -91,7 +93,9 @@ def submit(
     from .compile import compile_pipeline
 
     with tempfile.TemporaryDirectory(prefix="raserec-submit-") as tmp:
-        package = compile_pipeline(Path(tmp) / "raserec_pipeline.yaml")
+        package = compile_pipeline(Path(tmp) / "raserec_pipeline.yaml", cluster)
+        if not checkpoint_root and cluster is not None and cluster.checkpoint_pvc:
+            checkpoint_root = cluster.mount_path
         result = kfp.Client(host=host).create_run_from_pipeline_package(
             str(package),
             arguments={

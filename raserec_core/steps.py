@@ -139,6 +139,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Stage 1. With ``work_root`` it trains in a resumable folder there and copies the result to ``output``."""
     from .data import read_dataset
+    from .training.distributed import is_main, on_main
     from .training.pretrain import pretrain as run_pretrain
 
     out = Path(output)
@@ -147,10 +148,11 @@ def pretrain(
         raise StepError(f"{data}: the dataset has no training instances (every user needs at least 4 items)")
     sections, inputs = ("seed", "model", "pretrain", "data"), {"dataset": ds.fingerprint, **_selection(cfg)}
     work = _work_folder(out, work_root, "pretrain", cfg, sections, inputs)
-    with _claim(work, work_root):
-        done = _prepare_output(work, cfg, sections, restart, inputs)
+    # Data-parallel (under torchrun), rank 0 alone claims, prepares, writes and publishes the folder.
+    with _claim(work, work_root if is_main() else None):
+        done = on_main(lambda: _prepare_output(work, cfg, sections, restart, inputs))
         result = done if done is not None else run_pretrain(ds, cfg, work, device, _evaluator(cfg, device))
-        _publish(work, out)
+        on_main(lambda: _publish(work, out))
     return result
 
 
@@ -204,6 +206,7 @@ def finetune(
     ``work_root`` as for ``pretrain``."""
     from .data import read_dataset
     from .models.checkpoint import file_sha256
+    from .training.distributed import is_main, on_main
     from .training.finetune import finetune as run_finetune
 
     out = Path(output)
@@ -218,16 +221,22 @@ def finetune(
               **_selection(cfg)}
     sections = ("seed", "finetune", "memory")
     work = _work_folder(out, work_root, "finetune", cfg, sections, inputs)
-    with _claim(work, work_root):
-        result = _prepare_output(work, cfg, sections, restart, inputs)
-        if result is None:
+
+    def prepare() -> dict | None:  # rank 0 alone, as for pretrain
+        done = _prepare_output(work, cfg, sections, restart, inputs)
+        if done is None:
             shutil.copyfile(Path(model) / "encoder.pt", work / "encoder.pt")
             if file_sha256(work / "encoder.pt") != manifest["encoder_sha256"]:
                 raise StepError(f"{model}/encoder.pt changed while it was being copied")
             for name in ("items.parquet", "users.parquet"):
                 shutil.copyfile(Path(data) / name, work / name)
+        return done
+
+    with _claim(work, work_root if is_main() else None):
+        result = on_main(prepare)
+        if result is None:
             result = run_finetune(ds, encoder, manifest, bank, cfg, work, device)
-        _publish(work, out)
+        on_main(lambda: _publish(work, out))
     return result
 
 

@@ -47,3 +47,16 @@ def test_preprocess_evaluate_from_and_to_s3(s3_bucket, tmp_path, trained_model_d
     body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="eval/metrics.json")["Body"].read()
     assert json.loads(body) == printed and "test/ndcg@10" in printed
     assert "top.parquet" in _keys(s3_bucket, "eval/")
+
+
+def test_a_data_parallel_run_reads_and_writes_s3_once(s3_bucket, small_dataset_dir, tiny_args, capsys):
+    """--nproc-per-node with s3:// paths: the launching process fetches the data and uploads the model
+    folder once; its workers share the local copies (rank 0 writes, and prints the result)."""
+    from raserec_core.storage import upload
+
+    upload(small_dataset_dir, f"s3://{s3_bucket}/ds")
+    assert main(["pretrain", "--data", f"s3://{s3_bucket}/ds", "--output", f"s3://{s3_bucket}/model",
+                 "--nproc-per-node", "2", *tiny_args("pretrain.epochs=1")]) == 0
+    assert {"encoder.pt", "metrics.json", "history.json"} <= _keys(s3_bucket, "model/")
+    body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="model/metrics.json")["Body"].read()
+    assert "test/ndcg@10" in json.loads(body)

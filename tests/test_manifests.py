@@ -42,6 +42,8 @@ def test_every_yaml_file_parses_and_is_listed():
         ("Secret", "raserec-postgres"), ("Service", "postgres"), ("StatefulSet", "postgres"),
         ("Service", "minio"), ("PersistentVolumeClaim", "minio-data"), ("Deployment", "minio"), ("Job", "minio-buckets"),
         ("Service", "mlflow"), ("Deployment", "mlflow"),
+        ("PersistentVolumeClaim", "raserec-checkpoints"), ("Role", "raserec-trainjobs"),
+        ("RoleBinding", "raserec-trainjobs"),
     ])
     for d in docs:
         assert d["apiVersion"] and "namespace" not in d["metadata"]  # the kustomization sets it
@@ -94,7 +96,14 @@ def test_kubectl_kustomize_builds():
     proc = subprocess.run([kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     built = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    assert len(built) == 11 and all(d["metadata"]["namespace"] == "kubeflow" for d in built)
+    assert len(built) == 14 and all(d["metadata"]["namespace"] == "kubeflow" for d in built)
+    # the training steps' checkpoint volume: shared by a step and every node of its Trainer job
+    pvc = _one(built, "PersistentVolumeClaim", "raserec-checkpoints")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["resources"]["requests"]["storage"]
+    rule = _one(built, "Role", "raserec-trainjobs")["rules"][0]
+    assert rule["apiGroups"] == ["trainer.kubeflow.org"] and {"create", "get", "delete"} <= set(rule["verbs"])
+    binding = _one(built, "RoleBinding", "raserec-trainjobs")
+    assert binding["subjects"][0]["name"] == "pipeline-runner" and binding["roleRef"]["name"] == "raserec-trainjobs"
 
 
 def test_dockerfile_passes_hadolint():

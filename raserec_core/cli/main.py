@@ -26,6 +26,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
 
 
+def _training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="train data-parallel in N processes started by torch.distributed.run (gloo on the "
+                        "CPU, one GPU each with CUDA)")
+    p.add_argument("--work-root", help="train in a resumable folder there, named by the run's config and "
+                                       "inputs, and copy the result to --output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raserec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--restart", action="store_true", help="discard an existing run in --output")
+    _training(p)
 
     p = sub.add_parser("evaluate", help="full-ranking evaluation of a trained model")
     _common(p)
@@ -72,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", required=True, help="memory bank folder")
     p.add_argument("--output", required=True)
     p.add_argument("--restart", action="store_true", help="discard an existing run in --output")
+    _training(p)
 
     p = sub.add_parser("memory", help="operations on a memory bank")
     msub = p.add_subparsers(dest="memory_command", required=True)
@@ -151,9 +161,37 @@ def run(args: argparse.Namespace) -> dict:
         from . import tune
 
         return tune.run(args)
+    from raserec_core.errors import StepError
+    from raserec_core.storage import is_s3
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(is_s3(getattr(args, n, None)) for n in OUTPUT_ARGS):
+        # every worker would write its own stand-in (and rank 0's checkpoint would not be the others')
+        raise StepError("a torchrun worker needs a local --output that every worker shares; --nproc-per-node "
+                        "localizes an s3:// one for its workers")
     with contextlib.ExitStack() as stack:
         localize(args, stack)
         return run_step(args)
+
+
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run this command as ``--nproc-per-node`` workers under torch.distributed.run; their exit status.
+
+    S3 paths are localized here, once, so every worker shares the same folders (and rank 0's checkpoint);
+    the workers get the local paths (argparse keeps an option's last value) and print the result."""
+    import subprocess
+
+    from raserec_core.errors import StepError
+    from raserec_core.training.distributed import launch_command
+
+    with contextlib.ExitStack() as stack:
+        localize(args, stack)
+        local = [x for name in INPUT_ARGS + OUTPUT_ARGS if getattr(args, name, None)
+                 for x in (f"--{name.replace('_', '-')}", getattr(args, name))]
+        cmd = launch_command(args.nproc_per_node, "raserec_core.cli.main", [*argv, *local, "--nproc-per-node", "1"])
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0:  # nothing is uploaded
+            raise StepError(f"{args.nproc_per_node} training workers failed (torch.distributed.run exit status {rc})")
+    return rc
 
 
 def run_step(args: argparse.Namespace) -> dict:
@@ -166,8 +204,14 @@ def run_step(args: argparse.Namespace) -> dict:
         device = resolve_device(cfg.device)
     except ValueError as e:
         raise SystemExit(f"raserec: {e}") from None
-    if args.command == "pretrain":
-        return steps.pretrain(args.data, args.output, cfg, device, restart=args.restart)
+    if args.command in ("pretrain", "finetune"):
+        from raserec_core.training.distributed import process_group
+
+        with process_group(device) as rank_device:  # joins torchrun's workers, if started by it
+            if args.command == "pretrain":
+                return steps.pretrain(args.data, args.output, cfg, rank_device, args.restart, args.work_root)
+            return steps.finetune(args.data, args.model, args.memory, args.output, cfg, rank_device,
+                                  args.restart, args.work_root)
     if args.command == "evaluate":
         return steps.evaluate(
             args.data, args.model, cfg, device, args.split, args.topk_output, args.metrics_output, args.memory,
@@ -175,8 +219,6 @@ def run_step(args: argparse.Namespace) -> dict:
         )
     if args.command == "index":
         return steps.index(args.data, args.model, args.output, cfg, device, overwrite=args.overwrite)
-    if args.command == "finetune":
-        return steps.finetune(args.data, args.model, args.memory, args.output, cfg, device, restart=args.restart)
     if args.command == "memory" and args.memory_command == "add":
         return steps.memory_add(
             args.memory, args.model, args.interactions, args.output, cfg, device, args.strict, overwrite=args.overwrite
@@ -185,7 +227,9 @@ def run_step(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    worker_rank = int(os.environ.get("RANK", "0"))  # torchrun's; 0 outside it
     # A laptop is always shared. OpenMP threads that spin while a sibling waits for a core turn a busy
     # neighbour into a many-fold slow-down; waiting passively keeps it near the CPU share the neighbour
     # takes (benchmarks/RESULTS.md, Speed, "Shared CPU"). It must be set before torch loads its OpenMP
@@ -193,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     # step processes inherit it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.INFO if worker_rank == 0 else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
@@ -204,10 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     install_log_filter()
 
     try:
+        if getattr(args, "nproc_per_node", 1) > 1:
+            return launch(args, argv)
         result = run(args)
     except (RaSeRecError, FileExistsError, FileNotFoundError) as exc:
         print(redact(f"raserec {args.command}: error: {exc}"), file=sys.stderr)
         return 2
+    if worker_rank != 0:  # rank 0 prints the result
+        return 0
     if args.command == "run":  # for a reader: the run's metrics, its model version, where to look
         from .console import summary
 

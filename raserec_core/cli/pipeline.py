@@ -43,6 +43,36 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                         "--no-cache; submit: a path every pod sees, e.g. a mounted volume; default off)")
 
 
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    from components.image import IMAGE
+
+    g = p.add_argument_group("cluster", "the pods' image; GPUs, placement, volume and Trainer jobs of the training steps")
+    g.add_argument("--image", default=IMAGE, help=f"the image every step runs on (default {IMAGE})")
+    g.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu per training pod (or per Trainer node)")
+    g.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE",
+                   help="node label the training pods need, repeatable")
+    g.add_argument("--toleration", action="append", default=[], metavar="KEY[=VALUE][:EFFECT]",
+                   help="taint the training pods tolerate (kubectl's taint syntax), repeatable")
+    g.add_argument("--checkpoint-pvc", default="",
+                   help="PersistentVolumeClaim the training steps mount at /checkpoints (manifests/base: "
+                        "raserec-checkpoints); submit then trains there unless --checkpoint-root says otherwise")
+    g.add_argument("--trainer-workers", type=int, default=0, metavar="N",
+                   help="train each training step as a Kubeflow Trainer TrainJob of N nodes (needs --checkpoint-pvc)")
+
+
+def cluster_options(args: argparse.Namespace):
+    from pipelines.cluster import ClusterOptions, parse_node_selector, parse_toleration
+
+    try:
+        return ClusterOptions(
+            image=args.image, gpus=args.gpus, node_selector=parse_node_selector(args.node_selector),
+            tolerations=tuple(parse_toleration(t) for t in args.toleration), checkpoint_pvc=args.checkpoint_pvc,
+            trainer_workers=args.trainer_workers,
+        )
+    except ValueError as e:
+        raise SystemExit(f"raserec pipeline: {e}") from None
+
+
 def add_parsers(sub) -> None:
     """Add ``run`` and ``pipeline {compile,submit}`` to the ``raserec`` subcommands."""
     p = sub.add_parser("run", help="the whole pipeline through the local kfp runner")
@@ -57,6 +87,7 @@ def add_parsers(sub) -> None:
     c = psub.add_parser("compile", help="write the pipeline's IR YAML")
     c.add_argument("--output", default=None, help="default: pipelines/raserec_pipeline.yaml")
     c.add_argument("-v", "--verbose", action="store_true")
+    _cluster_args(c)
     s = psub.add_parser("submit", help="compile and submit a run to a Kubeflow Pipelines endpoint")
     _config_args(s)
     s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
@@ -65,6 +96,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--mlflow-tracking-uri", default="",
                    help="as the pods see it (default: MLFLOW_TRACKING_URI from the raserec-config ConfigMap)")
     s.add_argument("-v", "--verbose", action="store_true")
+    _cluster_args(s)
 
 
 def resolved_config_yaml(args: argparse.Namespace) -> str:
@@ -80,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.pipeline_command == "compile":
         from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
 
-        return {"output": str(compile_pipeline(args.output or DEFAULT_OUTPUT))}
+        return {"output": str(compile_pipeline(args.output or DEFAULT_OUTPUT, cluster_options(args)))}
     if args.pipeline_command == "submit":
         return submit(args)
     raise SystemExit(f"raserec pipeline: unknown command {args.pipeline_command}")
@@ -143,5 +175,5 @@ def submit(args: argparse.Namespace) -> dict[str, Any]:
     return runner.submit(
         args.host, args.data, resolved_config_yaml(args), experiment=args.experiment, model_name=args.model_name,
         run_name=args.run_name, tracking_uri=args.mlflow_tracking_uri, pipeline_run_id=args.run_id,
-        export_root=args.artifact_root, checkpoint_root=args.checkpoint_root or "",
+        export_root=args.artifact_root, checkpoint_root=args.checkpoint_root or "", cluster=cluster_options(args),
     )

@@ -25,6 +25,7 @@ from ..models.checkpoint import file_sha256
 from ..models.objectives import next_item_ce
 from ..recommender import Recommender
 from ..storage import atomic_write_text
+from . import distributed
 from .loop import LoopConfig, fit
 from .resume import read_weights
 
@@ -60,30 +61,34 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
         return evaluate_split(recommender_scores(rec, valid_q, device), valid, "valid/", cfg.eval, protocols=False)[0]
 
     state = fit(ram, loss_fn, len(train), validate, loop_cfg, out_dir, on_epoch=on_epoch)
-    ram.load_state_dict(read_weights(out_dir / "best.pt"))
-    ram.eval()
-    test = InstanceTensors(ds.splits["test"])
-    test_rec = rec.for_test(ds, device)
-    metrics = {
-        **evaluate_split(recommender_scores(rec, valid_q, device), valid, "valid/", cfg.eval)[0],
-        **evaluate_split(recommender_scores(test_rec, test_rec.precompute(test, device), device), test, "test/", cfg.eval)[0],
-        "eval.mask_history": cfg.eval.mask_history,
-    }
-    shutil.copyfile(out_dir / "best.pt", out_dir / "ram.pt")
-    manifest = {
-        "kind": "raserec",
-        "encoder": encoder_manifest["encoder"],
-        "encoder_sha256": encoder_manifest["encoder_sha256"],
-        "ram": asdict(ram.cfg),
-        "ram_sha256": file_sha256(out_dir / "ram.pt"),
-        "retrieval": rec.manifest(),
-        "dataset_fingerprint": ds.fingerprint,
-        "memory": {"index_type": bank.index.kind, "entries": len(bank)},
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "train_seconds": sum(r["train_time"] for r in state.history),
-        "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
-    }
-    atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return metrics
+
+    def finish() -> dict:  # rank 0 (or the one process): evaluate the best epoch, write the model folder
+        ram.load_state_dict(read_weights(out_dir / "best.pt"))
+        ram.eval()
+        test = InstanceTensors(ds.splits["test"])
+        test_rec = rec.for_test(ds, device)
+        metrics = {
+            **evaluate_split(recommender_scores(rec, valid_q, device), valid, "valid/", cfg.eval)[0],
+            **evaluate_split(recommender_scores(test_rec, test_rec.precompute(test, device), device), test, "test/", cfg.eval)[0],
+            "eval.mask_history": cfg.eval.mask_history,
+        }
+        shutil.copyfile(out_dir / "best.pt", out_dir / "ram.pt")
+        manifest = {
+            "kind": "raserec",
+            "encoder": encoder_manifest["encoder"],
+            "encoder_sha256": encoder_manifest["encoder_sha256"],
+            "ram": asdict(ram.cfg),
+            "ram_sha256": file_sha256(out_dir / "ram.pt"),
+            "retrieval": rec.manifest(),
+            "dataset_fingerprint": ds.fingerprint,
+            "memory": {"index_type": bank.index.kind, "entries": len(bank)},
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "train_seconds": sum(r["train_time"] for r in state.history),
+            "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
+        }
+        atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        return metrics
+
+    return distributed.on_main(finish)

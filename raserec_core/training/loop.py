@@ -3,6 +3,9 @@ a checkpoint after every epoch, and resume that ends bit-identical to an uninter
 
 What is checkpointed: weights, optimizer, the batch-order generator, the global RNG (dropout) and the
 loop state. Validation runs in eval mode and draws no random numbers, so it cannot shift the stream.
+
+Under torchrun the same loop trains data-parallel (``distributed``): the module is wrapped in
+DistributedDataParallel, each rank trains its shard of every batch, rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import random_batches
+from . import distributed
 from .resume import load_checkpoint, save_checkpoint, save_weights
 
 log = logging.getLogger("raserec.train")
@@ -71,32 +75,44 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     state = LoopState()
     ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
+    if ckpt_path.exists():  # every rank loads the one checkpoint rank 0 wrote
         state = LoopState(**load_checkpoint(ckpt_path, module, optimizer, generator))
         log.info("resuming after epoch %d (best %s %.4f at epoch %d)", state.epoch, cfg.valid_metric, state.best, state.best_epoch)
     else:
         torch.manual_seed(cfg.seed)
+    parallel = distributed.world_size() > 1
+    step = distributed.data_parallel(module, loss_fn) if parallel else loss_fn
+    # Data-parallel, the batch-order generator serves the batches only (identical on every rank); the
+    # objective draws from a per-rank stream (see distributed.py).
+    loss_generator = torch.Generator() if parallel else generator
+    main = distributed.is_main()
     if batches is None:
         batches = lambda g: random_batches(n_rows, cfg.batch_size, g)
     while not state.stopped and state.epoch < cfg.epochs:
         epoch = state.epoch + 1
+        if parallel:
+            distributed.seed_rank_streams(cfg.seed, epoch, loss_generator)
         module.train()
         t0 = time.perf_counter()
         epoch_batches = batches(generator)
         n_batches = len(epoch_batches)
         total, parts_sum = 0.0, {}
-        for rows in tqdm(epoch_batches, desc=f"epoch {epoch}", leave=False, disable=None, mininterval=2.0):
-            loss, parts = loss_fn(rows, generator)
+        for rows in tqdm(epoch_batches, desc=f"epoch {epoch}", leave=False, disable=None if main else True, mininterval=2.0):
+            loss, parts = step(rows, loss_generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+        if parallel:  # each rank's sum holds its weighted shard losses: their mean is the global batch's
+            names = sorted(parts_sum)
+            total, *sums = distributed.global_mean([total, *(parts_sum[k] for k in names)], params[0].device)
+            parts_sum = dict(zip(names, sums))
         train_time = time.perf_counter() - t0
         module.eval()
         t1 = time.perf_counter()
-        metrics = validate()
+        metrics = distributed.on_main(validate)
         valid_time = time.perf_counter() - t1
         score = metrics[cfg.valid_metric]
         record = {
@@ -110,7 +126,8 @@ def fit(
         state.history.append(record)
         if score > state.best:
             state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
-            save_weights(module, out_dir / "best.pt")
+            if main:
+                save_weights(module, out_dir / "best.pt")
         else:
             state.bad_epochs += 1
             state.stopped = state.bad_epochs >= cfg.patience
@@ -119,9 +136,11 @@ def fit(
             "epoch %d  loss %.4f  train %.1fs  valid %.1fs  %s %.4f  (best %.4f @%d)",
             epoch, record["loss"], train_time, valid_time, cfg.valid_metric, score, state.best, state.best_epoch,
         )
-        save_checkpoint(ckpt_path, module, optimizer, generator, asdict(state))
-        if on_epoch is not None:
-            on_epoch(state.history)
-    if on_epoch is not None:  # also after a resume that had nothing left to train
+        if main:
+            save_checkpoint(ckpt_path, module, optimizer, generator, asdict(state))
+            if on_epoch is not None:
+                on_epoch(state.history)
+        distributed.barrier()  # a rank killed from here on resumes from this epoch's checkpoint
+    if on_epoch is not None and main:  # also after a resume that had nothing left to train
         on_epoch(state.history)
     return state

@@ -26,6 +26,7 @@ from ..models.objectives import (
     next_item_loss,
 )
 from ..storage import atomic_write_text
+from . import distributed
 from .loop import LoopConfig, fit
 from .resume import read_weights
 
@@ -94,25 +95,29 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
         return random_batches(len(train), p.batch_size, generator)
 
     state = fit(encoder, loss_fn, len(train), validate, loop_cfg, out_dir, batches=batches, on_epoch=on_epoch)
-    encoder.load_state_dict(read_weights(out_dir / "best.pt"))
-    encoder.eval()
-    metrics = {
-        **evaluate_split(encoder, valid, "valid/")[0],
-        **evaluate_split(encoder, InstanceTensors(ds.splits["test"]), "test/")[0],
-        "eval.mask_history": cfg.eval.mask_history,
-    }
-    shutil.copyfile(out_dir / "best.pt", out_dir / "encoder.pt")
-    manifest = {
-        "kind": "encoder",
-        "encoder": encoder_spec(cfg.model.backbone, ds.n_items, cfg.data.max_len, n_extra, cfg.model),
-        "encoder_sha256": file_sha256(out_dir / "encoder.pt"),
-        "dataset_fingerprint": ds.fingerprint,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "train_seconds": sum(r["train_time"] for r in state.history),
-        "n_parameters": sum(p.numel() for p in encoder.parameters()),
-    }
-    atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
-    # metrics.json last: its presence marks a finished run.
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return metrics
+
+    def finish() -> dict:  # rank 0 (or the one process): evaluate the best epoch, write the model folder
+        encoder.load_state_dict(read_weights(out_dir / "best.pt"))
+        encoder.eval()
+        metrics = {
+            **evaluate_split(encoder, valid, "valid/")[0],
+            **evaluate_split(encoder, InstanceTensors(ds.splits["test"]), "test/")[0],
+            "eval.mask_history": cfg.eval.mask_history,
+        }
+        shutil.copyfile(out_dir / "best.pt", out_dir / "encoder.pt")
+        manifest = {
+            "kind": "encoder",
+            "encoder": encoder_spec(cfg.model.backbone, ds.n_items, cfg.data.max_len, n_extra, cfg.model),
+            "encoder_sha256": file_sha256(out_dir / "encoder.pt"),
+            "dataset_fingerprint": ds.fingerprint,
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "train_seconds": sum(r["train_time"] for r in state.history),
+            "n_parameters": sum(p.numel() for p in encoder.parameters()),
+        }
+        atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
+        # metrics.json last: its presence marks a finished run.
+        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        return metrics
+
+    return distributed.on_main(finish)
