@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from .figures import Figure, gain
 from .workspace import Workspace, with_settings
 
@@ -25,7 +26,7 @@ DEFAULTS = {"variants": list(VARIANTS)}
 def settings(options: dict[str, Any]) -> list[dict[str, Any]]:
     unknown = sorted(set(options["variants"]) - set(VARIANTS))
     if unknown:
-        raise ValueError(f"unknown backbone variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
+        raise ConfigError(f"unknown backbone variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
     return [{"variant": v} for v in options["variants"]]
 
 

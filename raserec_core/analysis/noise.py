@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.split import Instances
+from ..errors import ConfigError
 from .figures import Figure
 from .workspace import Workspace
 
@@ -78,7 +79,7 @@ def _source(data: Path) -> str:
 def settings(options: dict[str, Any]) -> list[dict[str, Any]]:
     bad = sorted(set(options["where"]) - {"test", "train"})
     if bad:
-        raise ValueError(f"noise where {bad[0]!r}: expected test or train")
+        raise ConfigError(f"noise where {bad[0]!r}: expected test or train")
     return [{"where": w, "share": float(s)} for w in options["where"] for s in options["shares"]]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from .figures import Figure
 from .workspace import Workspace, with_settings
 
@@ -29,7 +30,7 @@ def settings(options: dict[str, Any]) -> list[dict[str, Any]]:
     out = [{"kind": "none", "value": 1.0}]
     for kind in options["kinds"]:
         if kind not in ("length", "popularity", "random", "time"):
-            raise ValueError(f"unknown partition {kind!r}")
+            raise ConfigError(f"unknown partition {kind!r}")
         values = options["lengths"] if kind == "length" else [f for f in options["fractions"] if f < 1.0]
         out += [{"kind": kind, "value": v} for v in values]
     return out

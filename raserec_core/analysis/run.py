@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from . import NAMES
 from .figures import write_outputs
 from .workspace import Workspace
@@ -17,7 +18,7 @@ log = logging.getLogger("raserec.analysis")
 
 def module(name: str):
     if name not in NAMES:
-        raise ValueError(f"unknown analysis {name!r} (known: {', '.join(NAMES)})")
+        raise ConfigError(f"unknown analysis {name!r} (known: {', '.join(NAMES)})")
     return importlib.import_module(f"{__package__}.{name}")
 
 
@@ -27,7 +28,7 @@ def options_of(name: str, given: dict[str, Any] | None = None) -> dict[str, Any]
     given = {k: v for k, v in (given or {}).items() if v is not None}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"analysis {name}: unknown option {unknown[0]!r} (known: {', '.join(defaults)})")
+        raise ConfigError(f"analysis {name}: unknown option {unknown[0]!r} (known: {', '.join(defaults)})")
     return {**defaults, **given}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from .figures import Figure
 from .workspace import Workspace, with_settings
 
@@ -20,7 +21,7 @@ DEFAULTS = {"top_k": [1, 5, 10, 20, 40], "alpha": [0.1, 0.3, 0.5, 0.7, 0.9], "be
 def settings(options: dict[str, Any]) -> list[dict[str, Any]]:
     unknown = sorted(set(options["params"]) - set(KEYS))
     if unknown:
-        raise ValueError(f"unknown sensitivity parameter {unknown[0]!r} (known: {', '.join(KEYS)})")
+        raise ConfigError(f"unknown sensitivity parameter {unknown[0]!r} (known: {', '.join(KEYS)})")
     return [{"param": p, "value": v} for p in options["params"] for v in options[p]]
 
 
