@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 MEASURED = {"hr@10", "ndcg@10", "retrieval_s", "users", "entries", "dump"}
 
 
