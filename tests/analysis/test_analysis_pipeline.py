@@ -29,3 +29,20 @@ def test_the_pipeline_variant_reports_what_the_command_reports(analyze, tmp_path
     assert [f["name"] for f in record["figures"]] == ["noise_test"]
     assert (tmp_path / "piped" / "noise_test.png").is_file()
     assert "analyze-point" in err  # one task per setting ran through the runner
+
+
+def test_the_pipeline_compiles_to_a_parallel_for_and_a_collecting_report(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from pipelines.analysis import analysis_pipeline
+
+    compiler.Compiler().compile(analysis_pipeline, str(tmp_path / "analysis.yaml"))
+    spec = yaml.safe_load((tmp_path / "analysis.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = next(t for t in tasks.values() if "parameterIterator" in t)
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("settings")
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 1
+    report = tasks["analyze-report"]
+    assert report["inputs"]["parameters"]["rows_json"]["taskOutputParameter"]["producerTask"] == next(
+        name for name, t in tasks.items() if "parameterIterator" in t)
