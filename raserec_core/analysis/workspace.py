@@ -70,9 +70,11 @@ class Workspace:
     def __init__(self, inputs: Inputs, cfg: Config, cache: Path, output: Path, device):
         self.inputs, self.cfg, self.cache, self.output, self.device = inputs, cfg, Path(cache), Path(output), device
 
-    def _identity(self, step: str, cfg: Config, sections: tuple[str, ...], **inputs: str) -> str:
-        return _digest({"step": step, "config": flatten(cfg.section(*sections)),
-                        "mask_history": cfg.eval.mask_history, "inputs": inputs})
+    def _identity(self, step: str, cfg: Config, sections: tuple[str, ...], **inputs: Any) -> str:
+        """What determines a step's result: its config sections, the protocol early stopping selects by,
+        and its inputs' identities (``steps`` records the same in the run's ``inputs.json``)."""
+        inputs.setdefault("eval.mask_history", cfg.eval.mask_history)
+        return _digest({"step": step, "config": flatten(cfg.section(*sections)), "inputs": inputs})
 
     def _folder(self, step: str, identity: str) -> Path:
         self.cache.mkdir(parents=True, exist_ok=True)
@@ -85,10 +87,9 @@ class Workspace:
         data = Path(data or self.inputs.data)
         identity = self._identity("pretrain", cfg, PRETRAIN_SECTIONS, dataset=dataset_fingerprint(data))
         given = self.inputs.baseline
-        given_cfg = _run_config(given)
-        given_cfg = replace(given_cfg, eval=replace(given_cfg.eval, mask_history=cfg.eval.mask_history))
-        given_data = _read_json(given / "inputs.json").get("dataset", "")
-        if identity == self._identity("pretrain", given_cfg, PRETRAIN_SECTIONS, dataset=given_data):
+        recorded = _read_json(given / "inputs.json")  # a run records eval.mask_history only when true
+        if identity == self._identity("pretrain", _run_config(given), PRETRAIN_SECTIONS, dataset=recorded.get("dataset", ""),
+                                      **{"eval.mask_history": recorded.get("eval.mask_history", False)}):
             return given
         out = self._folder("pretrain", identity)
         steps.pretrain(data, out, cfg, self.device)
