@@ -32,6 +32,19 @@ def options_of(name: str, given: dict[str, Any] | None = None) -> dict[str, Any]
     return {**defaults, **given}
 
 
+OWN = ("cache", "dumps", "pipeline", "result.json", "report.md", "*.csv", "*.png")  # what an analysis writes
+
+
+def check_output(output: Path) -> None:
+    """An analysis replaces its own files in ``output`` (a rerun, or one that was interrupted) and nothing else:
+    a folder holding anything else is refused before any work."""
+    from ..errors import StepError
+
+    foreign = sorted(p.name for p in Path(output).iterdir() if not any(p.match(g) for g in OWN)) if Path(output).is_dir() else []
+    if foreign:
+        raise StepError(f"{output}: holds {foreign[0]!r}, which no analysis writes; use another --output")
+
+
 def settings(name: str, options: dict[str, Any]) -> list[dict[str, Any]]:
     return module(name).settings(options)
 

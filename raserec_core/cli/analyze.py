@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> dict:
         from raserec_core.analysis.report import gather
 
         return gather([Path(f) for f in args.folders], Path(args.output))
-    from raserec_core.analysis.run import options_of
+    from raserec_core.analysis.run import check_output, options_of
 
     options = options_of(args.name, {name: getattr(args, f"option_{name}") for name, _, _ in OPTIONS.values()})
     output = Path(args.output)
+    check_output(output)
     cache = Path(args.cache) if args.cache else output / "cache"
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     from raserec_core.analysis.workspace import Inputs, base_config

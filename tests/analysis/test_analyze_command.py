@@ -157,3 +157,12 @@ def test_the_analysis_is_logged_to_mlflow(analyze, tmp_path):
     assert run.data.metrics["raserec_g1_hr_at_10"] == pytest.approx(float(read_csv(tmp_path / "lt" / "longtail.csv")[8]["hr@10"]))
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.md", "longtail.csv", "longtail_groups.png", "longtail_groups.csv"} <= names
+
+
+def test_an_output_folder_holding_other_files_is_refused(analyze, tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    rc, _, err = analyze("longtail", out)
+    assert rc == 2 and "holds 'thesis.tex', which no analysis writes" in err
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
