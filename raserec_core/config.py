@@ -337,8 +337,12 @@ def from_dict(data: dict[str, Any]) -> Config:
     return _build(Config, _merge(base, data or {}), "")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
-    """Defaults, then the YAML file, then the overrides (``key=value`` strings or a nested dict)."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults, then ``base`` (e.g. the settings an artifact was trained with), then the YAML file, then
+    the overrides (``key=value`` strings or a nested dict)."""
     data: dict[str, Any] = {}
     if path:
         p = Path(path)
@@ -352,6 +356,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
             raise ConfigError(f"config file {p}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p}: expected a mapping at the top level")
+    if base:
+        data = _merge(base, data)
     if overrides:
         extra = parse_set(overrides) if isinstance(overrides, list) else overrides
         data = _merge(data, extra)

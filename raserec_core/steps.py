@@ -243,14 +243,16 @@ def finetune(
 def evaluate(
     data: str | Path, model: str | Path, cfg: Config, device, split: str = "both",
     topk_output: str | Path | None = None, metrics_output: str | Path | None = None,
-    memory: str | Path | None = None, overrides: dict[str, Any] | None = None,
+    memory: str | Path | None = None, overrides: dict[str, Any] | None = None, inputs=None,
 ) -> dict[str, Any]:
     """Full ranking of a stage-1 model, or with ``memory`` of a fine-tuned one with retrieval (test
     queries retrieve from training plus validation memories, built in memory, never written).
 
     A fine-tuned model retrieves with its own settings (``model.json``); ``overrides`` (dotted keys of
     ``recommender.OVERRIDABLE``, e.g. ``{"memory.nprobe": 4}``) replace them and are recorded in the result
-    under ``overrides``. Seen items follow ``cfg.eval.mask_history``; both protocols are reported."""
+    under ``overrides``. Seen items follow ``cfg.eval.mask_history``; both protocols are reported.
+    ``inputs(split_name, instances) -> instances`` replaces a split's queries before ranking (the noise
+    analysis corrupts the test inputs with it); the memories are the dataset's own."""
     from .data import read_dataset
     from .data.batching import InstanceTensors
     from .evaluation.dump import topk_table, write_topk
@@ -285,7 +287,7 @@ def evaluate(
     metrics: dict[str, Any] = {}
     tables = []
     for name in names:
-        inst = ds.splits[name]
+        inst = inputs(name, ds.splits[name]) if inputs is not None else ds.splits[name]
         split_metrics, result = run_split(name, InstanceTensors(inst))
         metrics.update(split_metrics)
         if topk_output:

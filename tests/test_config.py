@@ -271,3 +271,16 @@ def test_range_parses_and_prints_intervals():
     assert 0 in Range.parse("[0, 1)") and 1 not in Range.parse("[0, 1)") and 0 not in Range.parse("(0, 1]")
     with pytest.raises(ValueError, match="not an interval"):
         Range.parse("0..1")
+
+
+def test_a_base_lies_under_the_config_file_and_the_overrides(tmp_path):
+    """An artifact's own settings (``base``) replace the defaults; a config file and --set replace them."""
+    path = tmp_path / "c.yaml"
+    path.write_text("finetune:\n  alpha: 0.3\n")
+    base = {"finetune": {"alpha": 0.9, "top_k": 7}, "model": {"hidden_size": 16}}
+    cfg = load_config(path, ["model.hidden_size=32"], base=base)
+    assert (cfg.finetune.alpha, cfg.finetune.top_k, cfg.model.hidden_size) == (0.3, 7, 32)
+    args = build_parser().parse_args(["pretrain", "--data", "d", "--output", "o", "--seed", "5"])
+    assert (load(args, base={"seed": 1, "finetune": {"top_k": 7}}).seed, load(args, base=base).finetune.top_k) == (5, 7)
+    with pytest.raises(ConfigError, match="unknown config key 'finetune.nope'"):
+        load_config(None, None, base={"finetune": {"nope": 1}})

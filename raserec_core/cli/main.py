@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import tune
 
     tune.add_parser(sub)  # raserec tune
+    from . import analyze
+
+    analyze.add_parsers(sub)  # raserec analyze <name>, raserec report
     return parser
 
 
@@ -115,7 +118,8 @@ FLAG_KEYS = {
 }
 
 
-def load(args: argparse.Namespace):
+def load(args: argparse.Namespace, base: dict | None = None):
+    """The command's config: defaults, ``base`` (an artifact's own settings), --config, the flags, --set."""
     from raserec_core.config import load_config
 
     overrides = list(args.overrides)
@@ -123,7 +127,7 @@ def load(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, base=base)
 
 
 def retrieval_overrides(args: argparse.Namespace, cfg) -> dict:
@@ -161,6 +165,10 @@ def run(args: argparse.Namespace) -> dict:
         from . import tune
 
         return tune.run(args)
+    if args.command in ("analyze", "report"):
+        from . import analyze
+
+        return analyze.run(args)
     from raserec_core.errors import StepError
     from raserec_core.storage import is_s3
 
