@@ -123,7 +123,7 @@ def test_no_password_in_a_pipeline_run_through_a_credentialed_tracking_uri(mlflo
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     # stdout is the run's summary for a reader (cli/console.py): the URI it names is the masked one
-    assert f"MLflow: {mlflow_server}  " in proc.stdout and "registered: raserec version 1 " in proc.stdout
+    assert f"MLflow: {mlflow_server}  " in proc.stdout and "registered: toy-secrets version 1 " in proc.stdout
     assert PASSWORD not in proc.stdout and PASSWORD not in proc.stderr
     assert "View run" in proc.stderr  # MLflow's own lines were printed, without the password
 

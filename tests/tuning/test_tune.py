@@ -142,6 +142,14 @@ def test_failed_trial_stops_the_search_and_names_its_log(tmp_path, capsys):
     assert status == {"pipeline": "FAILED", "step": "FAILED"}
 
 
+@pytest.fixture(autouse=True)
+def _own_tracking_store(monkeypatch):
+    """The tuner's default store is the study folder's; mlflow.set_tracking_uri (called by other tests in
+    this process) exports MLFLOW_TRACKING_URI, which would send the trials elsewhere."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def busier_dataset(tmp_path_factory) -> Path:
     """200 users: an epoch takes a few tenths of a second, long enough to be killed in the middle of."""
