@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,6 +173,27 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
     assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # RASEREC_DEVICE unset: auto
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
+
+
+def test_the_registered_model_holds_no_pickle(mlflow_store, toy_dataset, toy_encoder, tmp_path):
+    """Loading a registered model runs no pickled bytes: the model is built by its logged code file."""
+    import mlflow
+    import yaml
+
+    from raserec_core.tracking import runs
+    from raserec_core.tracking.registry import register_model
+
+    uri, art = mlflow_store
+    step = runs.start_step(uri, "nopickle", "pipe-np", "register", params={"config": tiny_config().to_dict()},
+                           artifact_location=(art / "nopickle").as_uri())
+    register_model(toy_dataset, toy_encoder, valid_ndcg_at_10=0.2, tracking_uri=uri, run_id=step.run_id, device="cpu",
+                   model_name="toy-nopickle")
+    step.end()
+    mlflow.set_tracking_uri(uri)
+    local = Path(mlflow.artifacts.download_artifacts("models:/toy-nopickle@champion", dst_path=str(tmp_path / "m")))
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert "python_model" not in flavor and flavor["model_code_path"].endswith("pyfunc_entry.py")
 
 
 def test_recommender_folder(toy_dataset, toy_encoder, tmp_path):

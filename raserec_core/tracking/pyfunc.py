@@ -6,7 +6,8 @@ Output per row: ``item_ids`` (list of string), ``scores`` (list of float), ``fal
 history had no known item and the answer is the most popular items) and ``ignored_ids`` (the unknown
 ids). The rules are ``tracking.serving``'s, the artifact's layout ``tracking.model_folder``'s; this
 module is glue. The model carries the ``raserec_core`` package (``code_paths``), so it loads wherever
-its requirements install, with no raserec installed. It serves on the device named by the environment
+its requirements install, with no raserec installed; it is logged as code (``pyfunc_entry.py``), so
+loading it unpickles nothing. It serves on the device named by the environment
 variable ``RASEREC_DEVICE`` (``auto``, the default, is CUDA when present; ``cpu``; ``cuda``).
 """
 
@@ -112,7 +113,7 @@ def log_recommender(folder: str | Path, name: str = "model", example_history: li
     example = pd.DataFrame({"history": [example_history or []], "user_id": ["example-user"]})
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=RecommenderModel(),
+        python_model=str(Path(__file__).with_name("pyfunc_entry.py")),  # models from code: no pickle
         artifacts={ARTIFACT: str(folder)},
         code_paths=[code_path()],
         signature=signature(),
