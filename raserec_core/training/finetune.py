@@ -26,7 +26,7 @@ from ..models.objectives import next_item_ce
 from ..recommender import Recommender
 from ..storage import atomic_write_text
 from . import distributed
-from .loop import LoopConfig, fit
+from .loop import LoopConfig, fit, write_model_folder
 from .resume import read_weights
 
 log = logging.getLogger("raserec.finetune")
@@ -82,13 +82,8 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
             "retrieval": rec.manifest(),
             "dataset_fingerprint": ds.fingerprint,
             "memory": {"index_type": bank.index.kind, "entries": len(bank)},
-            "best_epoch": state.best_epoch,
-            "epochs_run": state.epoch,
-            "train_seconds": sum(r["train_time"] for r in state.history),
             "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
         }
-        atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
-        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        return metrics
+        return write_model_folder(out_dir, manifest, metrics, state)
 
     return distributed.on_main(finish)

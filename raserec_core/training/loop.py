@@ -144,3 +144,17 @@ def fit(
     if on_epoch is not None and main:  # also after a resume that had nothing left to train
         on_epoch(state.history)
     return state
+
+
+def write_model_folder(out_dir: Path, manifest: dict, metrics: dict, state: LoopState) -> dict:
+    """Finish a training folder: ``model.json`` (``manifest`` plus what the loop knows of the training),
+    then ``metrics.json``, whose presence marks a finished run. Returns ``metrics``."""
+    import json
+
+    from ..storage import atomic_write_text
+
+    training = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
+                "train_seconds": sum(r["train_time"] for r in state.history)}
+    atomic_write_text(out_dir / "model.json", json.dumps({**manifest, **training}, indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics

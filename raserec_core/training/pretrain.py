@@ -27,7 +27,7 @@ from ..models.objectives import (
 )
 from ..storage import atomic_write_text
 from . import distributed
-from .loop import LoopConfig, fit
+from .loop import LoopConfig, fit, write_model_folder
 from .resume import read_weights
 
 log = logging.getLogger("raserec.pretrain")
@@ -110,14 +110,8 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
             "encoder": encoder_spec(cfg.model.backbone, ds.n_items, cfg.data.max_len, n_extra, cfg.model),
             "encoder_sha256": file_sha256(out_dir / "encoder.pt"),
             "dataset_fingerprint": ds.fingerprint,
-            "best_epoch": state.best_epoch,
-            "epochs_run": state.epoch,
-            "train_seconds": sum(r["train_time"] for r in state.history),
             "n_parameters": sum(p.numel() for p in encoder.parameters()),
         }
-        atomic_write_text(out_dir / "model.json", json.dumps(manifest, indent=2) + "\n")
-        # metrics.json last: its presence marks a finished run.
-        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        return metrics
+        return write_model_folder(out_dir, manifest, metrics, state)
 
     return distributed.on_main(finish)
