@@ -21,6 +21,9 @@ KEYS = ("test/hr@5", "test/hr@10", "test/ndcg@5", "test/ndcg@10")
 # beauty-duorec-2020 belongs to the earlier bucketed run (RESULTS.md, stage 1).
 BEAUTY_DUOREC = ["beauty-duorec_random-2020", "beauty-duorec-2021", "beauty-duorec-2022"]
 SPORTS_DUOREC = ["sports-duorec-2020", "sports-duorec-2021", "sports-duorec-2022"]
+# The default configuration (configs/fast.yaml): its usual keys are the field's protocol (seen items excluded).
+BEAUTY_FAST = ["beauty-fast-2020", "beauty-fast-2021", "beauty-fast-2022"]
+FIELD_MARK_BEAUTY = {"test/hr@10": 0.0974, "test/ndcg@10": 0.0558}  # the field's best published figures + 5%
 
 # (title, stage-1 runs, stage-2 variant or None, pass mark {metric: minimum} or None)
 GROUPS = [
@@ -30,6 +33,10 @@ GROUPS = [
     ("Sports, DuoRec `us_x` (issue 3's stage-1 row)", SPORTS_DUOREC, None, None),
     ("Sports, RaSeRec, published setting (issue 3)", SPORTS_DUOREC, "paper",
      {"test/hr@10": 0.0482, "test/ndcg@10": 0.0256}),
+    ("Beauty, the default configuration, stage 1, seen items excluded (issue 16)", BEAUTY_FAST, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, the default configuration + RaSeRec, seen items excluded (issue 16)", BEAUTY_FAST, "fast",
+     FIELD_MARK_BEAUTY),
 ]
 
 
