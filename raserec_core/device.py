@@ -29,3 +29,20 @@ def resolve_device(name: str):
 def serving_device():
     """The device a served model loads onto: ``$RASEREC_DEVICE``, else ``auto``."""
     return resolve_device(os.environ.get(SERVING_ENV, "auto"))
+
+
+def worker_device(device, local_rank: int):
+    """The device of one data-parallel worker (torchrun): its own GPU, ``cuda:local_rank``, made the
+    process's current CUDA device, when the edge chose CUDA; the CPU otherwise."""
+    import torch
+
+    if device.type != "cuda":
+        return device
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def collective_backend(device) -> str:
+    """torch.distributed's backend for workers on ``device``: nccl between GPUs, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"

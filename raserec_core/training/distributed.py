@@ -73,11 +73,10 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     if not launched():
         yield device
         return
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend, timeout=TIMEOUT)
+    from ..device import collective_backend, worker_device
+
+    device = worker_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(collective_backend(device), timeout=TIMEOUT)
     try:
         yield device
     finally:
