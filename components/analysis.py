@@ -13,7 +13,7 @@ from .image import IMAGE
 def analyze_point(name: str, setting_json: str, options_json: str, inputs_json: str, output: str, cache: str,
                   config_yaml: str) -> str:
     """One setting of analysis ``name`` (trains what it needs into ``cache``); returns its rows as JSON."""
-    from components.runtime import analysis_point
+    from components.analysis_runtime import analysis_point
 
     return analysis_point(name, setting_json, options_json, inputs_json, output, cache, config_yaml)
 
@@ -22,6 +22,6 @@ def analyze_point(name: str, setting_json: str, options_json: str, inputs_json: 
 def analyze_report(name: str, rows_json: List[str], options_json: str, output: str, mlflow_tracking_uri: str,
                    mlflow_experiment: str) -> str:
     """Report, plots and CSVs of analysis ``name`` in ``output`` from every setting's rows."""
-    from components.runtime import analysis_report
+    from components.analysis_runtime import analysis_report
 
     return analysis_report(name, rows_json, options_json, output, mlflow_tracking_uri, mlflow_experiment)

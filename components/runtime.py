@@ -428,6 +428,8 @@ def _close_pipeline(t: StepTask, upstream: Mapping[str, Mapping[str, Any]]) -> N
     preprocess = dict(upstream.get("preprocess") or {})
     _log_dataset(run, run.parent_id, preprocess)
     metrics = {k: v for k, v in dict(upstream.get("evaluate") or {}).items() if k.startswith("test_")}
+    from raserec_core.tracking.summary import summary_markdown
+
     text = summary_markdown(run.tracking_uri, run.client.get_run(run.parent_id).info.experiment_id, run.parent_id,
                             t.pipeline_run_id, metrics, t.results)
     run.client.log_text(run.parent_id, text, "summary.md")
@@ -435,60 +437,3 @@ def _close_pipeline(t: StepTask, upstream: Mapping[str, Mapping[str, Any]]) -> N
         Path(t.summary.path).parent.mkdir(parents=True, exist_ok=True)
         Path(t.summary.path).write_text(text, encoding="utf-8")
     runs.end_pipeline(run, "FINISHED")
-
-
-def mlflow_run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI's page of a run where the tracking URI is a server, else ``<uri> run <id>``."""
-    from raserec_core.tracking.runs import scrub
-
-    uri = scrub(tracking_uri).rstrip("/")
-    if uri.startswith(("http://", "https://")):
-        return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{uri} run {run_id}"
-
-
-def summary_markdown(tracking_uri: str, experiment_id: str, parent_id: str, pipeline_run_id: str,
-                     metrics: Mapping[str, Any], registration: Mapping[str, Any]) -> str:
-    """The pipeline run in a few lines for the Kubeflow UI: test metrics, the version, the MLflow run."""
-    link = mlflow_run_link(tracking_uri, experiment_id, parent_id)
-    lines = [f"# RaSeRec pipeline run `{pipeline_run_id}`", ""]
-    if metrics:
-        lines += ["| test metric | value |", "|---|---|"]
-        lines += [f"| {k.removeprefix('test_').replace('_at_', '@')} | {float(v):.4f} |" for k, v in sorted(metrics.items())]
-        lines.append("")
-    if registration:
-        lines.append(f"Registered **{registration.get('name', '')}** version **{registration.get('version', '')}** "
-                     f"as `@{registration.get('alias', '')}` ({registration.get('reason', '')}).")
-        lines.append("")
-    target = f"[{link}]({link})" if link.startswith("http") else f"`{link}`"
-    lines.append(f"MLflow: {target}")
-    return "\n".join(lines) + "\n"
-
-
-# The analysis pipeline (pipelines/analysis.py): one task per setting, then one for the report.
-
-
-def analysis_point(name: str, setting_json: str, options_json: str, inputs_json: str, output: str, cache: str,
-                   config_yaml: str) -> str:
-    """One setting of analysis ``name``: its rows as JSON text (the models it needs made in ``cache``)."""
-    from raserec_core.analysis.run import run_point
-    from raserec_core.analysis.workspace import Inputs, Workspace
-    from raserec_core.device import resolve_device
-
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=os.environ.get("_KFP_RUNTIME") == "true")
-    cfg = pipeline_config(config_yaml)
-    inputs = Inputs(**{k: Path(v) for k, v in json.loads(inputs_json).items()})
-    ws = Workspace(inputs, cfg, Path(cache), Path(output), resolve_device(cfg.device))
-    return json.dumps(run_point(name, ws, json.loads(setting_json), json.loads(options_json)))
-
-
-def analysis_report(name: str, rows_json: list[str], options_json: str, output: str, tracking_uri: str,
-                    experiment: str) -> str:
-    """The report of analysis ``name`` from every setting's rows; logged to MLflow when a URI is given
-    (``MLFLOW_TRACKING_URI`` otherwise). Returns the output folder's ``result.json`` path."""
-    from raserec_core.analysis.run import finish
-
-    rows = [row for text in rows_json for row in json.loads(text)]
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    finish(name, Path(output), rows, json.loads(options_json), tracking_uri, experiment)
-    return str(Path(output) / "result.json")
