@@ -225,3 +225,10 @@ def test_the_step_needs_the_models_dataset(mlflow_store, weak, small_dataset_dir
     fresh.write_text("user_id,item_id,timestamp\n3,5,1000\n3,6,1001\n")
     with pytest.raises(StepError, match=f"{small_dataset_dir}: not the dataset models:/live-weak@champion was trained on"):
         steps.memory_add_registered("models:/live-weak@champion", fresh, small_dataset_dir, load_config(None, []), "cpu", uri)
+
+
+def test_the_folder_form_needs_its_bank_and_output(trained_model_dir, slice_csv, capsys):
+    assert main(["memory", "add", "--model", str(trained_model_dir), "--interactions", str(slice_csv),
+                 "--data", "somewhere"]) == 2
+    err = capsys.readouterr().err
+    assert f"memory add --model {trained_model_dir} (a folder): needs --memory and --output, takes no --data" in err
