@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "add", help="append new interactions without retraining or rebuilding the index",
         description="Folder form: --memory BANK --model MODEL --output NEWBANK. Registered form: --model "
                     "models:/NAME@ALIAS (or models:/NAME/VERSION) --data DATASET registers a new version whose bank "
-                    "holds them, gated on its validation NDCG@10 measured on DATASET.")
+                    "holds the interactions, gated on its validation NDCG@10 measured on DATASET.")
     _common(p)
     p.add_argument("--memory", help="memory bank folder (folder form)")
     p.add_argument("--model", required=True, help="model folder, or a registered model models:/NAME@ALIAS")
