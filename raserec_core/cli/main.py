@@ -85,13 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("memory", help="operations on a memory bank")
     msub = p.add_subparsers(dest="memory_command", required=True)
-    p = msub.add_parser("add", help="append new interactions without retraining or rebuilding the index")
+    p = msub.add_parser(
+        "add", help="append new interactions without retraining or rebuilding the index",
+        description="Folder form: --memory BANK --model MODEL --output NEWBANK. Registered form: --model "
+                    "models:/NAME@ALIAS (or models:/NAME/VERSION) --data DATASET registers a new version whose bank "
+                    "holds the interactions, gated on its validation NDCG@10 measured on DATASET.")
     _common(p)
-    p.add_argument("--memory", required=True)
-    p.add_argument("--model", required=True)
+    p.add_argument("--memory", help="memory bank folder (folder form)")
+    p.add_argument("--model", required=True, help="model folder, or a registered model models:/NAME@ALIAS")
     p.add_argument("--interactions", required=True)
     p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
-    p.add_argument("--output", required=True, help="new bank folder (may equal --memory to update in place)")
+    p.add_argument("--output", help="new bank folder (folder form; may equal --memory to update in place)")
+    p.add_argument("--data", help="the model's dataset folder (registered form): measures the new version")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (registered form; default: MLFLOW_TRACKING_URI)")
     p.add_argument("--strict", action="store_true", help="unknown items are an error instead of being skipped")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output even if it holds something other than a memory bank")
@@ -228,10 +234,36 @@ def run_step(args: argparse.Namespace) -> dict:
     if args.command == "index":
         return steps.index(args.data, args.model, args.output, cfg, device, overwrite=args.overwrite)
     if args.command == "memory" and args.memory_command == "add":
+        return memory_add(args, cfg, device)
+    raise SystemExit(f"raserec: unknown command {args.command}")
+
+
+def memory_add(args: argparse.Namespace, cfg, device) -> dict:
+    """``raserec memory add`` in its folder form or, for a ``models:/`` URI, its registered form."""
+    from raserec_core import steps
+    from raserec_core.errors import StepError
+    from raserec_core.tracking.live import is_registered
+
+    if not is_registered(args.model):
+        missing = [f"--{n}" for n in ("memory", "output") if not getattr(args, n)]
+        extra = [f"--{n.replace('_', '-')}" for n in ("data", "tracking_uri") if getattr(args, n)]
+        if missing or extra:
+            raise StepError(f"memory add --model {args.model} (a folder): needs --memory and --output"
+                            + (f", takes no {' '.join(extra)}" if extra else ""))
         return steps.memory_add(
             args.memory, args.model, args.interactions, args.output, cfg, device, args.strict, overwrite=args.overwrite
         )
-    raise SystemExit(f"raserec: unknown command {args.command}")
+    extra = [f"--{n}" for n in ("memory", "output") if getattr(args, n)] + (["--overwrite"] if args.overwrite else [])
+    if extra:
+        raise StepError(f"memory add --model {args.model}: a registered model brings its own bank and gets a new "
+                        f"version; {' '.join(extra)} apply to the folder form only")
+    if not args.data:
+        raise StepError(f"memory add --model {args.model}: needs --data, the model's dataset folder: the new "
+                        f"version's validation NDCG@10 is measured on it for the champion gate")
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        raise StepError(f"memory add --model {args.model}: needs --tracking-uri or MLFLOW_TRACKING_URI")
+    return steps.memory_add_registered(args.model, args.interactions, args.data, cfg, device, tracking_uri, args.strict)
 
 
 def main(argv: list[str] | None = None) -> int:

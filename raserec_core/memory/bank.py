@@ -72,6 +72,11 @@ class MemoryBank:
         index = self._index_over(entries.keys)
         return replace(self, entries=entries, index=index)
 
+    def select(self, rows: torch.Tensor) -> MemoryBank:
+        """A bank over the entries ``rows`` with a freshly built index (never written)."""
+        entries = self.entries.select(rows)
+        return replace(self, entries=entries, index=self._index_over(entries.keys))
+
     def manifest(self) -> dict:
         return {
             **self.meta,

@@ -52,3 +52,28 @@ def bank_from_dataset(
         entries = e if entries is None else entries.concat(e)
     entries = entries.select(partition_mask(entries, mem_cfg, seed).nonzero().flatten())
     return build_bank(entries, ds.user_ids, ds.item_ids, user_state(ds), mem_cfg, encoder_sha256, ds.fingerprint, ds.stats["max_len"])
+
+
+def validation_view(bank: MemoryBank, ds: SeqDataset) -> MemoryBank:
+    """``bank`` without the memories of ``ds``'s validation and test instances, with a rebuilt index (in
+    memory, never written): what validation queries read in the evaluation (the training memories), plus
+    whatever was added to the bank since. A serving bank (``extend_with_splits`` with both splits) grown by
+    ``memory add`` gives back its training memories and the added ones.
+
+    A memory is the split's when it belongs to a dataset user at that split's target position; added
+    memories come after a user's test item, so none is mistaken for one. The bank's first users must be
+    ``ds``'s, in order (a bank built from ``ds`` has them so)."""
+    from ..errors import MemoryBankError
+
+    n = ds.n_users
+    if len(bank.user_ids) < n or not np.array_equal(bank.user_ids[:n], ds.user_ids):
+        raise MemoryBankError("the memory bank's users are not the dataset's: it was built from another dataset")
+    e = bank.entries
+    drop = torch.zeros(len(e), dtype=torch.bool)
+    ours = e.user < n
+    for name in ("valid", "test"):
+        inst = ds.splits[name]
+        at = torch.full((n,), -1, dtype=torch.long)  # the split's target position per user, -1 = none
+        at[torch.from_numpy(inst.user)] = torch.from_numpy(inst.position).long()
+        drop |= ours & (e.position == at[e.user.clamp(max=n - 1)])
+    return bank.select((~drop).nonzero().flatten())

@@ -27,6 +27,15 @@ def _interaction_keys(user: np.ndarray, item: np.ndarray, time: np.ndarray) -> n
                        np.char.mod("%.17g", time.astype(np.float64)))
 
 
+def interactions_sha256(inter: Interactions) -> str:
+    """The sha256 of the rows (user, item, time) as read, in sorted order: the same interactions give the
+    same fingerprint whatever the file's format or row order (the identity of a live-memory addition)."""
+    import hashlib
+
+    keys = np.sort(_interaction_keys(inter.user, inter.item, inter.time))
+    return hashlib.sha256("\n".join(keys.tolist()).encode()).hexdigest()
+
+
 def add_interactions(bank: MemoryBank, encoder, inter: Interactions, device, strict: bool = False, source: str = "") -> tuple[MemoryBank, dict]:
     where = source or "interactions"
     item_index = {raw: i for i, raw in enumerate(bank.item_ids.tolist()) if i > 0}

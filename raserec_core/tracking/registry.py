@@ -111,7 +111,7 @@ def find_version(mlflow_client, name: str, model_sha: str):
     return min(found, key=lambda mv: int(mv.version)) if found else None
 
 
-def _reused(mlflow_client, mv) -> dict[str, Any]:
+def reused_version(mlflow_client, mv) -> dict[str, Any]:
     aliases = sorted(mlflow_client.get_model_version(mv.name, mv.version).aliases)
     champ = current_champion(mlflow_client, mv.name)
     reason = f"the same model (sha256 {mv.tags.get(TAG_MODEL_SHA, '')[:12]}) is version {mv.version} already"
@@ -145,7 +145,7 @@ def register_version(
     with store_lock(tracking_uri):
         same = find_version(c, name, version_tags[TAG_MODEL_SHA]) if version_tags.get(TAG_MODEL_SHA) else None
         if same is not None:
-            return _reused(c, same)
+            return reused_version(c, same)
         mv = mlflow.register_model(model_uri, name, tags=version_tags)
         decision = _gate(c, name, mv.version, float(score), fingerprint)
     return {"name": name, "version": str(mv.version), "model_uri": f"models:/{name}/{mv.version}", "reused": False,
@@ -164,7 +164,6 @@ def register_model(
     import mlflow
 
     from . import model_folder
-    from .pyfunc import log_recommender
     from .runs import TAG_RUN, client, store_lock
 
     c = client(tracking_uri)
@@ -173,20 +172,14 @@ def register_model(
     model_sha = content_sha256(model, memory, skip=model_folder.NOT_PACKED)
     with store_lock(tracking_uri):  # a version being registered right now is seen with its alias
         same = find_version(c, model_name, model_sha)
-        reused = _reused(c, same) if same is not None else None
+        reused = reused_version(c, same) if same is not None else None
     if reused is not None:  # a cached re-run: its model is registered already, nothing to log
         kind = json.loads((Path(model) / "model.json").read_text()).get("kind", "encoder")
         return {**reused, "logged_model_uri": same.source, "kind": kind}
     with tempfile.TemporaryDirectory(prefix="raserec-register-") as tmp:
         folder = Path(tmp) / "recommender"
         spec = model_folder.pack(model, data, folder, memory, device)
-        example = _example_history(data)
-        # Fail here, not at serving time, if the packed folder cannot recommend (MLflow would only warn).
-        items, _ = model_folder.load(folder, device).recommend([example], None, 1)
-        if len(items) != 1 or len(items[0]) != 1:
-            raise ValueError(f"{model}: the packed recommender returned {items!r} for {example!r}")
-        with mlflow.start_run(run_id=run_id):
-            info = log_recommender(folder, example_history=example)
+        info = log_folder(folder, run_id, example_history(data), device)
     result = register_version(
         tracking_uri, info.model_uri, model_name, valid_ndcg_at_10, spec["dataset_fingerprint"],
         tags={"raserec.pipeline_run_id": pipeline_run_id, "raserec.kind": spec["kind"], "raserec.mlflow_run_id": run_id,
@@ -195,7 +188,22 @@ def register_model(
     return {**result, "logged_model_uri": info.model_uri, "kind": spec["kind"]}
 
 
-def _example_history(data: str | Path, n: int = 3) -> list[str]:
+def log_folder(folder: Path, run_id: str, example: list[str], device):
+    """Log the recommender folder as a pyfunc model in run ``run_id``; returns MLflow's ModelInfo. Fails
+    here, not at serving time, if the folder cannot recommend for ``example`` (MLflow would only warn)."""
+    import mlflow
+
+    from . import model_folder
+    from .pyfunc import log_recommender
+
+    items, _ = model_folder.load(folder, device).recommend([example], None, 1)
+    if len(items) != 1 or len(items[0]) != 1:
+        raise ValueError(f"{folder}: the packed recommender returned {items!r} for {example!r}")
+    with mlflow.start_run(run_id=run_id):
+        return log_recommender(folder, example_history=example)
+
+
+def example_history(data: str | Path, n: int = 3) -> list[str]:
     """A few raw item ids from the dataset, for the model's input example."""
     from ..data.artifact import read_ids
 
