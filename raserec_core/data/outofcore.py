@@ -27,7 +27,9 @@ in-memory readers, which check them line by line.
 
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,8 @@ from .artifact import fingerprint_folder, ids_table, instances_table, is_dataset
 from .preprocess import dataset_stats
 from .readers import MAX_ID_LENGTH, _check_unique_columns
 from .split import SPLITS, Instances, leave_one_out
+
+log = logging.getLogger("raserec")
 
 BATCH_ROWS = 1 << 19  # interactions per batch streamed out of DuckDB into the split
 GROUP_ROWS = 1 << 18  # instances per Parquet row group (a train row holds up to max_len items)
@@ -69,7 +73,9 @@ def preprocess_parquet(
         finally:
             con.close()
         shutil.rmtree(work)
+        start = time.perf_counter()
         stats["fingerprint"] = fingerprint_folder(tmp)
+        log.info("out-of-core: fingerprint read back in %.1f s", time.perf_counter() - start)
         write_stats(tmp, stats)
     return stats
 
@@ -123,6 +129,7 @@ def _build(con, path: Path, out: Path, kinds: dict, k_core: int, max_len: int, c
     src = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}', file_row_number = true)"
     u, i = _quote(user_col), _quote(item_col)
     t = f"CAST({_quote(time_col)} AS DOUBLE)" if time_col else "0.0"
+    start = time.perf_counter()
     _validate(con, path, src, kinds, cols, t)
 
     # 1. Integer codes in id order; string ids through a map of their distinct values.
@@ -142,10 +149,11 @@ def _build(con, path: Path, out: Path, kinds: dict, k_core: int, max_len: int, c
     _run(con, f"CREATE TABLE inter AS SELECT {select[0]} AS u, {select[1]} AS i, {t} AS t, src.file_row_number AS r "
             f"FROM {src} AS src {' '.join(joins)}")
     n_raw = _scalar(con, "SELECT count(*) FROM inter")
+    log.info("out-of-core: %d interactions read in %.1f s", n_raw, time.perf_counter() - start)
 
     # 2. Iterative k-core (the k-core is unique: dropping all short users and items at once per round
     # reaches the same fixpoint as kcore.kcore_mask).
-    raw_counts = None
+    raw_counts, rounds, start = None, 0, time.perf_counter()
     while True:
         _run(con, "CREATE OR REPLACE TABLE ucnt AS SELECT u, count(*) AS n FROM inter GROUP BY u")
         _run(con, "CREATE OR REPLACE TABLE icnt AS SELECT i, count(*) AS n FROM inter GROUP BY i")
@@ -158,6 +166,8 @@ def _build(con, path: Path, out: Path, kinds: dict, k_core: int, max_len: int, c
                 f"AND i IN (SELECT i FROM icnt WHERE n >= {k_core})")
         _run(con, "DROP TABLE inter")
         _run(con, "ALTER TABLE kept RENAME TO inter")
+        rounds += 1
+    log.info("out-of-core: %d-core in %d rounds, %.1f s", k_core, rounds, time.perf_counter() - start)
     if not _scalar(con, "SELECT count(*) FROM inter"):
         raise DataError(
             f"{source}: no interaction survives the {k_core}-core filter "
@@ -171,6 +181,7 @@ def _build(con, path: Path, out: Path, kinds: dict, k_core: int, max_len: int, c
             raise DataError(f"{source}: no user has the 3 interactions a leave-one-out split needs")
 
     # 3. Dense indices in code order; items from 1 (0 is padding).
+    start = time.perf_counter()
     _run(con, "CREATE TABLE umap AS SELECT u AS code, row_number() OVER (ORDER BY u) - 1 AS idx FROM ucnt WHERE n >= 3")
     _run(con, "CREATE TABLE imap AS SELECT i AS code, row_number() OVER (ORDER BY i) AS idx "
             "FROM (SELECT DISTINCT i FROM inter)")
@@ -184,6 +195,7 @@ def _build(con, path: Path, out: Path, kinds: dict, k_core: int, max_len: int, c
     seq = con.sql("SELECT umap.idx AS u, imap.idx AS i FROM inter JOIN umap ON inter.u = umap.code "
                   "JOIN imap ON inter.i = imap.code ORDER BY inter.u, inter.t, inter.r").to_arrow_reader(BATCH_ROWS)
     counts = _write_splits(out, _user_batches(seq), max_len)
+    log.info("out-of-core: id maps, sort and split written in %.1f s", time.perf_counter() - start)
     return dataset_stats(
         source, k_core, max_len, raw=(*raw_counts, n_raw), filtered=(n_users, n_items, n_kept),
         users_too_short=too_short, instances=counts, fingerprint="",
