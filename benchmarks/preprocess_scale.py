@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "artifact_gb": round(sum(files.values()) / 2**30, 3),
         "filtered": stats["filtered"],
         "instances": stats["instances"],
+        "fingerprint": stats["fingerprint"],  # equal across engines for the same input
         "history_items": {s: history_items(out / f"{s}.parquet") for s in ("train", "valid", "test")},
         "cpus": os.cpu_count(),
         "loadavg_start": round(load_start, 2),

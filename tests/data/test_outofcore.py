@@ -137,3 +137,14 @@ def test_step_chooses_the_engine_from_config(tmp_path, write):
     assert stats == read_dataset(tmp_path / "ds").stats and stats["k_core"] == 2
     with pytest.raises(DataError, match=r"log.csv: data.engine=duckdb reads Parquet only"):
         steps.preprocess(write("log.csv", "user_id,item_id,timestamp\na,b,1\n"), tmp_path / "ds2", cfg)
+
+
+def test_cli_engine_flag(tmp_path, capsys):
+    from raserec_core.cli.main import main
+
+    src = tmp_path / "log.parquet"
+    pq.write_table(random_log(2, 200, string_ids=False), src)
+    assert main(["preprocess", "--input", str(src), "--output", str(tmp_path / "ds"), "--engine", "duckdb",
+                 "--k-core", "2"]) == 0
+    write_dataset(build_dataset(read_interactions(src), 2, 50, source=str(src)), tmp_path / "mem")
+    assert_same(read_dataset(tmp_path / "ds"), read_dataset(tmp_path / "mem"))
