@@ -36,7 +36,7 @@ def preprocess(input_path: str | Path, output: str | Path, cfg: Config, overwrit
             raise DataError(f"{input_path}: data.engine=duckdb reads Parquet only; use data.engine=memory")
         stats = preprocess_parquet(
             input_path, output, d.k_core, d.max_len, d.user_col, d.item_col, d.time_col, d.memory_limit_gb,
-            overwrite=overwrite,
+            overwrite=overwrite, source=str(input_path),
         )
     else:
         inter = read_interactions(input_path, d.format, d.user_col, d.item_col, d.time_col)
