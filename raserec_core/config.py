@@ -71,6 +71,10 @@ class DataConfig:
     user_col: str = "user_id"
     item_col: str = "item_id"
     time_col: str = "timestamp"  # empty string: keep file order
+    # memory: read the whole table into numpy (any format); duckdb: out-of-core for Parquet tables larger than
+    # memory (data/outofcore.py, the `ooc` extra), same artifact. memory_limit_gb caps DuckDB, which spills past it.
+    engine: str = "memory"  # memory | duckdb
+    memory_limit_gb: float = ranged(4.0, "(0, inf)")
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,7 @@ class Config:
 CHOICES = {
     "device": set(DEVICES),  # names from the module that resolves them (device.py)
     "data.format": {"auto", "seq", "csv", "tsv", "parquet", "inter"},
+    "data.engine": {"memory", "duckdb"},
     "model.backbone": {"sasrec", "gru4rec"},
     "model.layer": {"postln", "ligr"},
     "pretrain.softmax": {"full", "sampled"},

@@ -22,21 +22,33 @@ log = logging.getLogger("raserec")
 def preprocess(input_path: str | Path, output: str | Path, cfg: Config, overwrite: bool = False) -> dict[str, Any]:
     """Interactions -> dataset folder. ``output`` may hold a dataset (replaced atomically); any other
     non-empty folder is refused unless ``overwrite``, before any work is done."""
-    from .data import build_dataset, read_interactions, write_dataset
+    from .data import DataError, build_dataset, read_interactions, write_dataset
     from .data.artifact import is_dataset
     from .storage import may_replace
 
     may_replace(output, is_dataset, "a dataset folder", overwrite)  # fail fast; write_dataset checks again
     d = cfg.data
-    inter = read_interactions(input_path, d.format, d.user_col, d.item_col, d.time_col)
-    ds = build_dataset(inter, d.k_core, d.max_len, source=str(input_path))
-    write_dataset(ds, output, overwrite=overwrite)
+    if d.engine == "duckdb":
+        from .data.outofcore import preprocess_parquet
+        from .data.readers import detect_format
+
+        if detect_format(Path(input_path), d.format) != "parquet":
+            raise DataError(f"{input_path}: data.engine=duckdb reads Parquet only; use data.engine=memory")
+        stats = preprocess_parquet(
+            input_path, output, d.k_core, d.max_len, d.user_col, d.item_col, d.time_col, d.memory_limit_gb,
+            overwrite=overwrite, source=str(input_path),
+        )
+    else:
+        inter = read_interactions(input_path, d.format, d.user_col, d.item_col, d.time_col)
+        ds = build_dataset(inter, d.k_core, d.max_len, source=str(input_path))
+        write_dataset(ds, output, overwrite=overwrite)
+        stats = ds.stats
     log.info(
-        "preprocessed %s: %d users, %d items, %d interactions -> %d/%d/%d train/valid/test instances",
-        input_path, ds.stats["filtered"]["users"], ds.stats["filtered"]["items"],
-        ds.stats["filtered"]["interactions"], *ds.stats["instances"].values(),
+        "preprocessed %s (%s engine): %d users, %d items, %d interactions -> %d/%d/%d train/valid/test instances",
+        input_path, d.engine, stats["filtered"]["users"], stats["filtered"]["items"],
+        stats["filtered"]["interactions"], *stats["instances"].values(),
     )
-    return ds.stats
+    return stats
 
 
 def _prepare_output(

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--format", choices=["auto", "seq", "csv", "tsv", "parquet", "inter"])
     p.add_argument("--k-core", type=int)
+    p.add_argument("--engine", choices=["memory", "duckdb"],
+                   help="duckdb: out-of-core for Parquet tables larger than memory (pip install 'raserec[ooc]')")
     p.add_argument("--output", required=True)
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output even if it holds something other than a dataset")
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 FLAG_KEYS = {
     "format": "data.format",
     "k_core": "data.k_core",
+    "engine": "data.engine",
     "device": "device",
     "seed": "seed",
     "index_type": "memory.index_type",

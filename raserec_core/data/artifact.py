@@ -48,17 +48,65 @@ class SeqDataset:
 
 
 def fingerprint(splits: dict[str, Instances], item_ids: np.ndarray, user_ids: np.ndarray) -> str:
+    columns = [[[a] for a in (inst.user, inst.position, inst.target, inst.offsets, inst.values)]
+               for inst in (splits[name] for name in SPLITS)]
+    return _digest(columns, [[item_ids.tolist()], [user_ids.tolist()]])
+
+
+def _digest(split_columns, id_columns) -> str:
+    """The content hash, fed in chunks so a folder too large for memory hashes the same as one that fits.
+
+    ``split_columns``: per split (SPLITS order), five iterables of int64 chunks: user, position, target,
+    offsets (R + 1, from 0), values. ``id_columns``: items then users, each an iterable of lists of str,
+    hashed as the whole column joined by NUL.
+    """
     h = hashlib.sha256()
-    for name in SPLITS:
-        inst = splits[name]
-        for arr in (inst.user, inst.position, inst.target, inst.offsets, inst.values):
-            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
-    for ids in (item_ids, user_ids):
-        h.update("\x00".join(ids.tolist()).encode("utf-8"))
+    for columns in split_columns:
+        for chunks in columns:
+            for arr in chunks:
+                h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+    for chunks in id_columns:
+        sep = ""
+        for ids in chunks:
+            if ids:
+                h.update((sep + "\x00".join(ids)).encode("utf-8"))
+                sep = "\x00"
     return h.hexdigest()
 
 
-def _instances_table(inst: Instances):
+def fingerprint_folder(path: str | Path, batch_rows: int = 1 << 16) -> str:
+    """``fingerprint`` of a written dataset folder, read column by column in batches (bounded memory)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+
+    def column(file: str, name: str):
+        for batch in pq.ParquetFile(path / file).iter_batches(batch_size=batch_rows, columns=[name]):
+            yield batch.column(0)
+
+    def offsets(file: str):
+        base = 0
+        yield np.zeros(1, dtype=np.int64)
+        for hist in column(file, "history"):
+            ends = base + np.cumsum(pc.list_value_length(hist).to_numpy(), dtype=np.int64)
+            base = int(ends[-1]) if len(ends) else base
+            yield ends
+
+    def values(file: str):
+        for hist in column(file, "history"):
+            yield hist.flatten().to_numpy()  # flatten honours a sliced batch's offsets
+
+    split_columns = [
+        [(c.to_numpy() for c in column(f"{name}.parquet", key)) for key in ("user", "position", "target")]
+        + [offsets(f"{name}.parquet"), values(f"{name}.parquet")]
+        for name in SPLITS
+    ]
+    id_columns = [(c.to_pylist() for c in column(f"{name}.parquet", "raw_id")) for name in ("items", "users")]
+    return _digest(split_columns, id_columns)
+
+
+def instances_table(inst: Instances):
     import pyarrow as pa
 
     history = pa.LargeListArray.from_arrays(pa.array(inst.offsets), pa.array(inst.values))
@@ -72,10 +120,16 @@ def _instances_table(inst: Instances):
     )
 
 
-def _ids_table(ids: np.ndarray):
+def ids_table(ids, start: int = 0):
+    """Rows ``start..`` of users.parquet / items.parquet; ``ids``: an object array of str or an Arrow array."""
     import pyarrow as pa
 
-    return pa.table({"index": pa.array(np.arange(len(ids), dtype=np.int64)), "raw_id": pa.array(ids.tolist(), pa.string())})
+    raw = pa.array(ids.tolist(), pa.string()) if isinstance(ids, np.ndarray) else ids.cast(pa.string())
+    return pa.table({"index": pa.array(np.arange(start, start + len(raw), dtype=np.int64)), "raw_id": raw})
+
+
+def write_stats(folder: Path, stats: dict) -> None:
+    (folder / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -95,10 +149,10 @@ def write_dataset(ds: SeqDataset, out_dir: str | Path, overwrite: bool = False) 
     replace = may_replace(out_dir, is_dataset, "a dataset folder", overwrite)
     with atomic_dir(out_dir, replace=replace) as tmp:
         for name in SPLITS:
-            pq.write_table(_instances_table(ds.splits[name]), tmp / f"{name}.parquet")
-        pq.write_table(_ids_table(ds.user_ids), tmp / "users.parquet")
-        pq.write_table(_ids_table(ds.item_ids), tmp / "items.parquet")
-        (tmp / "stats.json").write_text(json.dumps(ds.stats, indent=2, sort_keys=True) + "\n")
+            pq.write_table(instances_table(ds.splits[name]), tmp / f"{name}.parquet")
+        pq.write_table(ids_table(ds.user_ids), tmp / "users.parquet")
+        pq.write_table(ids_table(ds.item_ids), tmp / "items.parquet")
+        write_stats(tmp, ds.stats)
 
 
 def _read_parquet(path: Path, columns: list[str]):

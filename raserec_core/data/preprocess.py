@@ -35,6 +35,25 @@ def _sorted_unique(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq.take(order).to_numpy(zero_copy_only=False), rank[encoded.indices.to_numpy()]
 
 
+def dataset_stats(
+    source: str, k_core: int, max_len: int, raw: tuple[int, int, int], filtered: tuple[int, int, int],
+    users_too_short: int, instances: dict[str, int], fingerprint: str,
+) -> dict:
+    """stats.json: (users, items, interactions) before and after filtering, instances per split."""
+    keys = ("users", "items", "interactions")
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "k_core": k_core,
+        "max_len": max_len,
+        "raw": {k: int(v) for k, v in zip(keys, raw)},
+        "filtered": {k: int(v) for k, v in zip(keys, filtered)},
+        "users_too_short": int(users_too_short),
+        "instances": {name: int(instances[name]) for name in SPLITS},
+        "fingerprint": fingerprint,
+    }
+
+
 def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = "") -> SeqDataset:
     n_raw = len(inter)
     raw_users, user_code = _sorted_unique(inter.user)
@@ -66,19 +85,10 @@ def build_dataset(inter: Interactions, k_core: int, max_len: int, source: str = 
     splits, _ = leave_one_out(seq_items, seq_offsets, max_len)
     user_ids = raw_users[kept_users]
     item_ids = np.concatenate([np.array([""], dtype=object), raw_items[kept_items]])
-    stats = {
-        "format_version": FORMAT_VERSION,
-        "source": source,
-        "k_core": k_core,
-        "max_len": max_len,
-        "raw": {"users": int(len(raw_users)), "items": int(len(raw_items)), "interactions": int(n_raw)},
-        "filtered": {
-            "users": int(len(kept_users)),
-            "items": int(len(kept_items)),
-            "interactions": int(len(rows)),
-        },
-        "users_too_short": n_too_short,
-        "instances": {name: int(len(splits[name])) for name in SPLITS},
-        "fingerprint": fingerprint(splits, item_ids, user_ids),
-    }
+    stats = dataset_stats(
+        source, k_core, max_len, raw=(len(raw_users), len(raw_items), n_raw),
+        filtered=(len(kept_users), len(kept_items), len(rows)), users_too_short=n_too_short,
+        instances={name: len(splits[name]) for name in SPLITS},
+        fingerprint=fingerprint(splits, item_ids, user_ids),
+    )
     return SeqDataset(splits=splits, user_ids=user_ids, item_ids=item_ids, stats=stats)

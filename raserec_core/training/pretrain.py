@@ -51,6 +51,22 @@ def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
     raise ValueError(f"unknown objective {p.objective!r}")
 
 
+def training_batch(
+    train: InstanceTensors, rows: torch.Tensor, window_of: torch.Tensor | None, device: torch.device
+) -> Batch:
+    """The training rows ``rows`` on ``device``; with ``window_of`` (sequence packing) also their windows."""
+    seqs, lengths = train.fetch(rows)
+    packed = None
+    if window_of is not None:
+        windows, inverse, slot = pack_rows(window_of, train.lengths, rows)
+        w_seqs, w_lengths = train.fetch(windows)
+        packed = Packed(w_seqs.to(device), w_lengths.to(device), inverse.to(device), slot.to(device))
+    return Batch(
+        rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device),
+        packed=packed,
+    )
+
+
 def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, evaluate_split) -> dict:
     """Train, keep the best epoch by ``pretrain.valid_metric``, write the model folder; returns metrics."""
     p = cfg.pretrain
@@ -65,17 +81,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
     window_of = prefix_windows(train.user, train.position, train.lengths) if packing else None
 
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
-        seqs, lengths = train.fetch(rows)
-        packed = None
-        if packing:
-            windows, inverse, slot = pack_rows(window_of, train.lengths, rows)
-            w_seqs, w_lengths = train.fetch(windows)
-            packed = Packed(w_seqs.to(device), w_lengths.to(device), inverse.to(device), slot.to(device))
-        batch = Batch(
-            rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device),
-            packed=packed,
-        )
-        return objective(encoder, batch, generator)
+        return objective(encoder, training_batch(train, rows, window_of, device), generator)
 
     def validate() -> dict[str, float]:
         return evaluate_split(encoder, valid, "valid/", protocols=False)[0]
