@@ -32,6 +32,11 @@ Paths, per dataset and seed (the same seed for the user draw and for training):
   interactions are part of its training prefixes (and validation items), and its targets are the same.
   Its bank is the protocol's test view (training plus validation memories).
 
+Each record of (a) and (c) also holds its stage-1 encoder's metrics alone (``encoder_metrics``: how much
+of a gap is the model's, not the bank's). Before evaluating, the script checks that (b)'s memories are
+(c)'s row for row (user, position, target, prefix length): an add that misplaced an interaction, or a
+test item among the memories, stops the run.
+
 Cost per path (``seconds``): training-loop seconds of both stages (``model.json``) plus the index build,
 for (a) and (c), from stage1.jsonl / stage2.jsonl for a reused (c); the wall time of the ``memory add``
 command (process start and loading included) for (b). Records go to results/drift.jsonl, one per path per
@@ -80,6 +85,19 @@ def sh(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
+def build_once(bank: Path, build) -> float | None:
+    """Run ``build()`` unless ``bank`` is built; its seconds, kept beside it for a resumed run (None for a
+    bank built elsewhere)."""
+    seconds_file = bank.with_name(bank.name + ".seconds")
+    if (bank / "manifest.json").exists():
+        return float(seconds_file.read_text()) if seconds_file.exists() else None
+    t0 = time.time()
+    build()
+    seconds = round(time.time() - t0, 1)
+    seconds_file.write_text(f"{seconds}\n")
+    return seconds
+
+
 def train(data: Path, s1: Path, mem: Path, s2: Path, flags: list[str], log: Path) -> tuple[dict, list[str]]:
     """Pretrain, index, fine-tune (each resumed or skipped when done, as stage1.py / stage2.py do).
     Returns the seconds per step (the loops' own for training; None for an index built before) and the commands."""
@@ -87,7 +105,7 @@ def train(data: Path, s1: Path, mem: Path, s2: Path, flags: list[str], log: Path
     idx = ["raserec", "index", "--data", str(data), "--model", str(s1), "--output", str(mem), *flags]
     ft = ["raserec", "finetune", "--data", str(data), "--model", str(s1), "--memory", str(mem), "--output", str(s2), *flags]
     sh(pre, log)
-    index_seconds = None if (mem / "manifest.json").exists() else round(sh(idx, log), 1)
+    index_seconds = build_once(mem, lambda: sh(idx, log))
     sh(ft, log)
     seconds = {
         "pretrain": round(json.loads((s1 / "model.json").read_text())["train_seconds"], 1),
@@ -97,12 +115,14 @@ def train(data: Path, s1: Path, mem: Path, s2: Path, flags: list[str], log: Path
     return seconds, [" ".join(c) for c in (pre, idx, ft)]
 
 
-def recorded_full_seconds(base: str) -> dict | None:
-    """(c)'s seconds from the stage-1 and stage-2 records of the reused runs, if both are recorded."""
+def recorded_full_seconds(base: str, f1: Path, f2: Path) -> dict | None:
+    """(c)'s seconds from the stage-1 and stage-2 records of the reused runs, when both are recorded and
+    the folders hold those very runs (their metrics are the records')."""
     s1, s2 = load_jsonl(STAGE1).get(base), load_jsonl(STAGE2).get(f"{base}-raserec-fast")
     if s1 is None or s2 is None:
         return None
-    return {"pretrain": s1["train_seconds"], "index": s2["index_wall_seconds"], "finetune": s2["train_seconds"]}
+    same = all(json.loads((f / "metrics.json").read_text()) == r["metrics"] for f, r in ((f1, s1), (f2, s2)))
+    return {"pretrain": s1["train_seconds"], "index": s2["index_wall_seconds"], "finetune": s2["train_seconds"]} if same else None
 
 
 def write_held_out(inter, path: Path) -> None:
@@ -131,37 +151,49 @@ def cut_bank(stale, h, s1: Path, mem: Path, out: Path, device) -> None:
     save_bank(bank, out, replace_existing=True)
 
 
+def memory_rows(bank_dir: Path, extra=None) -> np.ndarray:
+    """(user, position, target, length) of every memory of a bank, plus the instances ``extra``, sorted."""
+    from raserec_core.memory.bank import load_bank
+
+    e = load_bank(bank_dir).entries
+    cols = [e.user.numpy(), e.position.numpy(), e.target.numpy(), e.length.numpy()]
+    if extra is not None:
+        cols = [np.concatenate([c, x]) for c, x in zip(cols, (extra.user, extra.position, extra.target, extra.lengths))]
+    rows = np.stack(cols, 1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
 def evaluate(model: Path, memory: Path, groups: dict, cfg, device, test_view=None) -> dict:
-    """Metrics of the fine-tuned ``model`` over the bank ``memory`` on each group of test queries; with
-    ``test_view`` (a dataset) its validation memories are added first (the protocol's test view)."""
+    """Metrics of the fine-tuned ``model`` over the bank ``memory`` (or of a stage-1 ``model`` alone, with
+    ``memory`` None) on each group of test queries; with ``test_view`` (a dataset) its validation memories
+    are added first (the protocol's test view)."""
     from raserec_core.data.batching import InstanceTensors
-    from raserec_core.evaluation.split import evaluate_split, recommender_scores
+    from raserec_core.evaluation.split import encoder_scores, evaluate_split, recommender_scores
+    from raserec_core.models.checkpoint import load_encoder
     from raserec_core.recommender import Recommender
 
-    rec = Recommender.load(model, memory, device)
-    if test_view is not None:
-        rec = rec.for_test(test_view, device)
+    if memory is None:
+        encoder, _ = load_encoder(model, device)
+        scores = lambda t: encoder_scores(encoder, t, device)  # noqa: E731
+    else:
+        rec = Recommender.load(model, memory, device)
+        if test_view is not None:
+            rec = rec.for_test(test_view, device)
+        scores = lambda t: recommender_scores(rec, rec.precompute(t, device), device)  # noqa: E731
     metrics = {}
     for name, inst in groups.items():
         t = InstanceTensors(inst)
-        m, _ = evaluate_split(recommender_scores(rec, rec.precompute(t, device), device), t, f"{name}/", cfg.eval)
-        metrics |= m
+        metrics |= evaluate_split(scores(t), t, f"{name}/", cfg.eval)[0]
     return metrics
 
 
-def run(dataset: str, seed: int, args, done: dict) -> None:
-    from raserec_core.config import load_config
+def prepare(dataset: str, seed: int, args) -> tuple:
+    """The full dataset (preprocessed as stage1.py does) and its hold-out, written to the seed's folder."""
     from raserec_core.data import read_dataset, write_dataset
     from raserec_core.data.holdout import hold_out_newest
-    from raserec_core.data.split import take
-    from raserec_core.device import resolve_device
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    sets = [x for item in args.set for x in ("--set", item)]
-    flags = ["--seed", str(seed), *FAST, *sets, "--device", args.device]
-    cfg = load_config(FAST[1], args.set)
-    device = resolve_device(args.device)
     data_dir = work / "data" / dataset
     if not (data_dir / "stats.json").exists():
         sh(["raserec", "preprocess", "--input", str(Path(args.data_root) / f"{dataset}.txt"), "--output", str(data_dir)],
@@ -170,25 +202,37 @@ def run(dataset: str, seed: int, args, done: dict) -> None:
     h = hold_out_newest(full, args.user_fraction, args.share, seed)
     d = work / "drift" / f"{dataset}-{seed}-u{args.user_fraction:g}-s{args.share:g}"
     d.mkdir(parents=True, exist_ok=True)
-    stale_dir, held = d / "data", d / "held_out.parquet"
-    if not (stale_dir / "stats.json").exists():
-        write_dataset(h.stale, stale_dir)
-    elif read_dataset(stale_dir, verify=False).fingerprint != h.stale.fingerprint:
-        raise SystemExit(f"{stale_dir}: holds another stale dataset than this hold-out gives; remove it")
-    write_held_out(h.held_out, held)
+    if not (d / "data" / "stats.json").exists():
+        write_dataset(h.stale, d / "data")
+    elif read_dataset(d / "data", verify=False).fingerprint != h.stale.fingerprint:
+        raise SystemExit(f"{d / 'data'}: holds another stale dataset than this hold-out gives; remove it")
+    write_held_out(h.held_out, d / "held_out.parquet")
+    return data_dir, full, h, d
+
+
+def run(dataset: str, seed: int, args, done: dict) -> None:
+    from raserec_core.config import load_config
+    from raserec_core.data.split import take
+    from raserec_core.device import resolve_device
+
+    work = Path(args.work)
+    sets = [x for item in args.set for x in ("--set", item)]
+    flags = ["--seed", str(seed), *FAST, *sets, "--device", args.device]
+    cfg = load_config(FAST[1], args.set)
+    device = resolve_device(args.device)
+    data_dir, full, h, d = prepare(dataset, seed, args)
     log = d / "drift.log"
 
     # (a) the stale model, and the bank it serves from at the cut.
     s1, mem, s2, mem_cut = d / "stale", d / "stale-memory", d / "stale-raserec", d / "stale-memory-cut"
-    stale_seconds, stale_cmds = train(stale_dir, s1, mem, s2, flags, log)
-    if not (mem_cut / "manifest.json").exists():
-        t0 = time.time()
-        cut_bank(h.stale, h, s1, mem, mem_cut, device)
-        stale_seconds["index"] = round((stale_seconds["index"] or 0) + time.time() - t0, 1)
+    stale_seconds, stale_cmds = train(d / "data", s1, mem, s2, flags, log)
+    cut_seconds = build_once(mem_cut, lambda: cut_bank(h.stale, h, s1, mem, mem_cut, device))
+    parts = [x for x in (stale_seconds["index"], cut_seconds) if x is not None]
+    stale_seconds["index"] = round(sum(parts), 1) if parts else None
     # (b) the held-out interactions added to that bank (redone when not recorded: it takes seconds).
     mem_add = d / "stale-memory-added"
-    add_cmd = ["raserec", "memory", "add", "--memory", str(mem_cut), "--model", str(s2), "--interactions", str(held),
-               "--output", str(mem_add), *FAST, *sets, "--device", args.device]
+    add_cmd = ["raserec", "memory", "add", "--memory", str(mem_cut), "--model", str(s2), "--interactions",
+               str(d / "held_out.parquet"), "--output", str(mem_add), *FAST, *sets, "--device", args.device]
     add_seconds = round(sh(add_cmd, log), 1)
     entries = [json.loads((m / "manifest.json").read_text())["entries"] for m in (mem_cut, mem_add)]
     # (c) the full model: the stage-1/stage-2 runs of the same seed and config.
@@ -196,10 +240,15 @@ def run(dataset: str, seed: int, args, done: dict) -> None:
     f1, fmem, f2 = work / base, work / f"{base}-memory-ivf", work / f"{base}-raserec-fast"
     reused = (f2 / "metrics.json").exists() and (fmem / "manifest.json").exists()
     full_seconds, full_cmds = train(data_dir, f1, fmem, f2, flags, work / f"{base}.log")
-    source = "this run"
+    full_source = "this run"
     if reused:
-        recorded = recorded_full_seconds(base)
-        full_seconds, source = (recorded, "stage1.jsonl + stage2.jsonl") if recorded else (full_seconds, "model.json")
+        recorded = recorded_full_seconds(base, f1, f2)
+        full_seconds, full_source = (recorded, "stage1.jsonl + stage2.jsonl") if recorded else (full_seconds, "model.json")
+
+    # The design's claim: after the add, the stale model reads the very memories the full model reads
+    # (every interaction before each user's test item, with the same prefixes); only the keys differ.
+    if not np.array_equal(memory_rows(mem_add), memory_rows(fmem, full.splits["valid"])):
+        raise SystemExit(f"{mem_add}: its memories are not those of {fmem} plus the validation ones")
 
     test = full.splits["test"]
     drifting = np.isin(test.user, h.drift_users)
@@ -210,19 +259,23 @@ def run(dataset: str, seed: int, args, done: dict) -> None:
         "held_out_interactions": len(h.held_out), "full_fingerprint": full.fingerprint,
         "stale_fingerprint": h.stale.fingerprint, "sets": args.set, **environment(),
     }
+    # path -> (fine-tuned model, bank, test view, stage-1 encoder, seconds, their source, commands)
     paths = {
-        "stale": (s2, mem_cut, None, stale_seconds, "model.json + index here", stale_cmds),
-        "memory_add": (s2, mem_add, None, {"memory_add": add_seconds}, "memory add wall", [" ".join(add_cmd)]),
-        "full": (f2, fmem, full, full_seconds, source, full_cmds),
+        "stale": (s2, mem_cut, None, s1, stale_seconds, "model.json; index and cut bank timed here", stale_cmds),
+        "memory_add": (s2, mem_add, None, None, {"memory_add": add_seconds}, "memory add command's wall time",
+                       [" ".join(add_cmd)]),
+        "full": (f2, fmem, full, f1, full_seconds, full_source, full_cmds),
     }
-    for path, (model, memory, test_view, seconds, seconds_source, cmds) in paths.items():
+    for path, (model, memory, test_view, encoder, seconds, source, cmds) in paths.items():
         name = f"{dataset}-{seed}-{path}"
         if name in done:
             continue
         metrics = evaluate(model, memory, groups, cfg, device, test_view)
         record = {"name": name, "path": path, **common, "seconds": seconds,
                   "seconds_total": round(sum(v for v in seconds.values() if v is not None), 1),
-                  "seconds_source": seconds_source, "commands": cmds, "metrics": metrics}
+                  "seconds_source": source, "commands": cmds, "metrics": metrics}
+        if encoder is not None:  # the stage-1 encoder alone: how much of the gap is the model's, not the bank's
+            record["encoder_metrics"] = evaluate(encoder, None, groups, cfg, device)
         if path == "memory_add":
             record["bank_entries_before_after"] = entries
         append_jsonl(Path(args.results), record)
