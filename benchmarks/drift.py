@@ -176,12 +176,16 @@ def evaluate(model: Path, memory: Path, groups: dict, cfg, device, test_view=Non
 
     if memory is None:
         encoder, _ = load_encoder(model, device)
-        scores = lambda t: encoder_scores(encoder, t, device)  # noqa: E731
+
+        def scores(t):
+            return encoder_scores(encoder, t, device)
     else:
         rec = Recommender.load(model, memory, device)
         if test_view is not None:
             rec = rec.for_test(test_view, device)
-        scores = lambda t: recommender_scores(rec, rec.precompute(t, device), device)  # noqa: E731
+
+        def scores(t):
+            return recommender_scores(rec, rec.precompute(t, device), device)
     metrics = {}
     for name, inst in groups.items():
         t = InstanceTensors(inst)
