@@ -37,6 +37,19 @@ class Instances:
         return self.values[self.offsets[row] : self.offsets[row + 1]]
 
 
+def take(inst: Instances, rows: np.ndarray) -> Instances:
+    """The instances ``rows`` (indices, in that order) of ``inst``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = inst.lengths[rows]
+    return Instances(
+        user=inst.user[rows],
+        position=inst.position[rows],
+        target=inst.target[rows],
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        values=inst.values[concat_ranges(inst.offsets[rows], lengths)],
+    )
+
+
 def instances_at(
     seq_items: np.ndarray, seq_offsets: np.ndarray, users: np.ndarray, target_pos: np.ndarray, max_len: int
 ) -> Instances:
