@@ -26,6 +26,20 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def wait_passively() -> None:
+    """OpenMP threads sleep, rather than spin, while they wait, unless the environment chooses otherwise.
+
+    A laptop or a shared node is always shared. Threads that spin while a sibling waits for a core turn one
+    busy neighbour into a 4x slower training epoch (1.1x when they wait passively, for 74% more time on an
+    idle machine; benchmarks/RESULTS.md, "Shared CPU"), and a served single-user request on 2 threads of a
+    busy 2-core machine cost 54 ms of CPU instead of 6 ms (benchmarks/serving_latency.py's in-process
+    CPU time, with and without the passive policy). OpenMP reads the policy when
+    torch loads it, so each edge calls this before importing torch: the CLI (its pipeline steps inherit
+    it) and a served model's load. A user's own value wins; an empty one keeps the runtime's default.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def serving_device():
     """The device a served model loads onto: ``$RASEREC_DEVICE``, else ``auto``."""
     return resolve_device(os.environ.get(SERVING_ENV, "auto"))
