@@ -1,26 +1,33 @@
 """Serving latency and throughput of a registered model: in-process (``mlflow.pyfunc.load_model``) and
-over HTTP (``mlflow models serve``), single users and batches of users.
+over HTTP (``mlflow models serve``), single users and batches of users. The goals (issue #17): single-user
+p99 <= 15 ms in-process and <= 30 ms over HTTP on the 2-core CPU, for the Beauty champion (the full bank).
 
-    python benchmarks/serving_latency.py --model models:/raserec@champion --data DATASET_DIR \
-        [--tracking-uri sqlite:///runs/pipeline/mlflow.db] [--requests 1000] [--warmup 50] \
-        [--batch-size 100] [--batches 20] [--k 10] [--no-http] [--name NAME]
+    python benchmarks/serving_latency.py --model models:/raserec@champion \
+        --tracking-uri sqlite:///runs/pipeline/mlflow.db --data benchmarks/runs/data/beauty \
+        [--requests 1000] [--warmup 50] [--batch-size 100] [--batches 20] [--k 10] [--no-http] [--name NAME]
 
-``--model``: a model URI (downloaded once) or a local pyfunc model folder (the one holding ``MLmodel``).
-``--data``: the dataset folder the model was trained on; the requests are its test users' inputs (their
-histories before the test item, with their user ids), taken in a fixed shuffled order (``--seed``).
+``--model``: a model URI (downloaded once; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` for
+``models:/``) or a local pyfunc model folder (the one holding ``MLmodel``). ``--data``: a dataset folder
+of the model's dataset (its fingerprint is checked; ``raserec preprocess`` of the same interactions
+gives it); the requests are its test users' inputs (their histories before the test item, with their
+user ids), in a fixed shuffled order (``--seed``).
 
 (a) in-process: ``--requests`` single-user ``predict`` calls after ``--warmup`` unrecorded ones, each a
-one-row DataFrame built beforehand: p50/p90/p99/max ms; (b) HTTP: the same requests as sequential
-POSTs to ``/invocations`` on one keep-alive session (body serialised beforehand, the answer read, not
-decoded, inside the timing) against ``mlflow models serve --env-manager local -w 1`` started by this
-script on 127.0.0.1, with this script's environment and interpreter; (c) throughput: ``--batches``
-batches of ``--batch-size`` users, in-process and over HTTP, as users per second. Every HTTP answer is
-compared with the in-process one (``http_answers_identical``).
+one-row DataFrame built beforehand: p50/p90/p99/max ms of wall time, and of this process's CPU time (the
+cost without the waits other processes add); (b) HTTP: the same requests as sequential POSTs to
+``/invocations`` on one keep-alive session (body serialised beforehand; the answer read, not decoded,
+inside the timing) against ``mlflow models serve --env-manager local --workers 1`` started by this script
+on 127.0.0.1 with its interpreter and environment, and the server's CPU time per request (Linux /proc);
+(c) throughput: ``--batches`` batches of ``--batch-size`` users (two more first, untimed), in-process and
+over HTTP, as users per second. Every HTTP answer is compared with the in-process one
+(``http_answers_identical``).
 
-The model runs the code it carries (its ``code/raserec_core``), in both processes. The threads are the
-environment's: run as ``OMP_NUM_THREADS=2 python benchmarks/serving_latency.py ...`` to choose them;
-the record states ``torch.get_num_threads()`` and the OpenMP variables (the server inherits them).
-One JSON record is appended to benchmarks/results/serving_latency.jsonl, and a table printed.
+Both processes run the code the model carries (its ``code/raserec_core``). Threads are the
+environment's (``OMP_NUM_THREADS``; torch's default is one per core), and the model's load makes OpenMP
+wait passively unless ``OMP_WAIT_POLICY`` is set (``OMP_WAIT_POLICY=`` keeps the runtime's spinning
+default); the record states ``torch.get_num_threads()`` and these variables. Run it on an otherwise idle
+machine: the wall times count every other process's turn on the cores. One JSON record is appended to
+benchmarks/results/serving_latency.jsonl (``--output``), and a table printed.
 """
 
 from __future__ import annotations
@@ -55,12 +62,15 @@ def local_model(uri: str, tracking_uri: str | None, tmp: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp / "model")))
 
 
-def test_requests(data: str, n: int, seed: int) -> list[dict]:
+def test_requests(data: str, n: int, seed: int, fingerprint: str) -> list[dict]:
     """``n`` test users' inputs (history as raw item ids, user id), in a seeded random order, repeated
-    when the dataset has fewer test users."""
+    when the dataset has fewer test users; the dataset must be the model's (``fingerprint``)."""
     from raserec_core.data import read_dataset
 
     ds = read_dataset(data)
+    if fingerprint and ds.fingerprint != fingerprint:
+        raise SystemExit(f"{data}: dataset fingerprint {ds.fingerprint[:12]}..., the model was trained on "
+                         f"{fingerprint[:12]}...: pass the model's dataset folder")
     test = ds.splits["test"]
     rows = np.random.default_rng(seed).permutation(len(test))
     rows = np.resize(rows, n)
@@ -135,13 +145,27 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds used so far by the live processes of session ``sid`` (the server's; Linux /proc)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # the fields after the command name
+        except OSError:  # a process that just ended
+            continue
+        if int(fields[3]) == sid:  # session; then utime and stime (proc(5) fields 6, 14, 15)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def body(rows: list[dict], k: int) -> bytes:
     return json.dumps({"dataframe_records": rows, "params": {"k": k}}).encode()
 
 
 def http_phase(model: Path, singles: list[dict], batches: list[list[dict]], k: int, warmup: int, batch_warmup: int,
-               log: Path) -> tuple[list[float], list[float], list[list[list[str]]], float]:
-    """Single-user and batch POST times, every answer's item ids, and the server's start-up seconds."""
+               log: Path) -> tuple[list[float], list[float], list[list[list[str]]], dict]:
+    """Single-user and batch POST times, every answer's item ids, and the server's start-up seconds and
+    CPU seconds over the single-user and the batch requests."""
     import requests
 
     t0 = time.perf_counter()
@@ -156,8 +180,11 @@ def http_phase(model: Path, singles: list[dict], batches: list[list[dict]], k: i
                     return resp
                 return call
 
+            c0 = session_cpu_s(proc.pid)
             single_t, _, single_r = timed([post(body([r], k)) for r in singles], warmup)
+            c1 = session_cpu_s(proc.pid)
             batch_t, _, batch_r = timed([post(body(b, k)) for b in batches], batch_warmup)
+            c2 = session_cpu_s(proc.pid)
     finally:
         stop_server(proc)
     answers = []
@@ -165,7 +192,7 @@ def http_phase(model: Path, singles: list[dict], batches: list[list[dict]], k: i
         if resp.status_code != 200:
             raise SystemExit(f"HTTP {resp.status_code}: {resp.text[:500]}")
         answers.append([p["item_ids"] for p in resp.json()["predictions"]])
-    return single_t, batch_t, answers, startup
+    return single_t, batch_t, answers, {"startup_s": startup, "single_cpu_s": c1 - c0, "batch_cpu_s": c2 - c1}
 
 
 def main() -> int:
@@ -197,9 +224,10 @@ def main() -> int:
         # torch is imported after it here, as in the server.
         model = mlflow.pyfunc.load_model(str(folder))
         load_s = time.perf_counter() - t0
-        import torch
+        manifest = json.loads(next(folder.glob("artifacts/*/recommender.json")).read_text())
         n_single = args.warmup + args.requests
-        pool = test_requests(args.data, n_single + (args.batches + batch_warmup) * args.batch_size, args.seed)
+        n_pool = n_single + (args.batches + batch_warmup) * args.batch_size
+        pool = test_requests(args.data, n_pool, args.seed, manifest.get("dataset_fingerprint", ""))
         singles = pool[:n_single]
         rest = pool[n_single:]
         batches = [rest[i * args.batch_size : (i + 1) * args.batch_size] for i in range(args.batches + batch_warmup)]
@@ -213,11 +241,10 @@ def main() -> int:
         batch_t, _, batch_r = timed([predict(b) for b in batches], batch_warmup)
         local_answers = [out["item_ids"].tolist() for out in [*single_r, *batch_r]]
 
-        manifest = json.loads(next(folder.glob("artifacts/*/recommender.json")).read_text())
         record = {
             "name": args.name or f"serving-{time.strftime('%Y%m%dT%H%M%S')}",
             "command": " ".join(["python", "benchmarks/serving_latency.py", *sys.argv[1:]]),
-            **environment(), "torch_threads": torch.get_num_threads(),
+            **environment(),  # its "threads" is torch.get_num_threads() here, after the model's load
             "env": {v: os.environ[v] for v in THREAD_VARS if v in os.environ},
             "model": args.model, "kind": manifest["kind"], "bank_entries": manifest.get("entries", 0),
             "data": args.data, "k": args.k, "warmup": args.warmup, "batch_size": args.batch_size,
@@ -228,12 +255,16 @@ def main() -> int:
             "mean_history": round(float(np.mean([len(r["history"]) for r in singles])), 1),
         }
         if not args.no_http:
-            h_single, h_batch, h_answers, startup = http_phase(
+            h_single, h_batch, h_answers, server = http_phase(
                 folder, singles, batches, args.k, args.warmup, batch_warmup, tmp / "server.log")
+            n_batch_users = args.batch_size * (args.batches + batch_warmup)
             record |= {
                 "http": summary_ms(h_single),
                 "http_batch": {**summary_ms(h_batch), "users_per_s": round(args.batch_size * len(h_batch) / sum(h_batch), 1)},
-                "server_startup_s": round(startup, 1),
+                "server_startup_s": round(server["startup_s"], 1),
+                # Warm-up included (the server's clock is read around all of them): mean CPU per request.
+                "server_cpu_ms_per_request": round(server["single_cpu_s"] * 1000 / n_single, 2),
+                "server_cpu_ms_per_batch_user": round(server["batch_cpu_s"] * 1000 / n_batch_users, 2),
                 "http_answers_identical": h_answers == local_answers,
             }
     append_jsonl(Path(args.output), record)
@@ -243,7 +274,7 @@ def main() -> int:
 
 def print_table(r: dict) -> None:
     print(f"{r['name']}: {r['kind']}, {r['bank_entries']} memories, k={r['k']}, {r['device']}, "
-          f"torch threads {r['torch_threads']}, env {r['env']}")
+          f"torch threads {r['threads']}, env {r['env']}")
     print(f"{'':22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'users/s':>9}")
     for key, label in (("in_process", "in-process, 1 user"), ("in_process_cpu", "  (its CPU time)"),
                        ("http", "HTTP, 1 user"),
@@ -253,6 +284,9 @@ def print_table(r: dict) -> None:
             s = r[key]
             ups = s.get("users_per_s", round(1000 / s["mean_ms"], 1))
             print(f"{label:22} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f} {s['max_ms']:8.2f} {ups:9.1f}")
+    if "server_cpu_ms_per_request" in r:
+        print(f"server CPU: {r['server_cpu_ms_per_request']} ms per single-user request, "
+              f"{r['server_cpu_ms_per_batch_user']} ms per user in batches")
     if "http_answers_identical" in r:
         print(f"HTTP answers identical to in-process: {r['http_answers_identical']}")
 
