@@ -62,7 +62,7 @@ def local_model(uri: str, tracking_uri: str | None, tmp: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp / "model")))
 
 
-def test_requests(data: str, n: int, seed: int, fingerprint: str) -> list[dict]:
+def request_pool(data: str, n: int, seed: int, fingerprint: str) -> list[dict]:
     """``n`` test users' inputs (history as raw item ids, user id), in a seeded random order, repeated
     when the dataset has fewer test users; the dataset must be the model's (``fingerprint``)."""
     from raserec_core.data import read_dataset
@@ -227,7 +227,7 @@ def main() -> int:
         manifest = json.loads(next(folder.glob("artifacts/*/recommender.json")).read_text())
         n_single = args.warmup + args.requests
         n_pool = n_single + (args.batches + batch_warmup) * args.batch_size
-        pool = test_requests(args.data, n_pool, args.seed, manifest.get("dataset_fingerprint", ""))
+        pool = request_pool(args.data, n_pool, args.seed, manifest.get("dataset_fingerprint", ""))
         singles = pool[:n_single]
         rest = pool[n_single:]
         batches = [rest[i * args.batch_size : (i + 1) * args.batch_size] for i in range(args.batches + batch_warmup)]
