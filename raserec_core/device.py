@@ -1,5 +1,5 @@
 """Device names and their resolution, used once at each edge: a CLI command, a pipeline step, a served
-model's load.
+model's load; and the OpenMP wait policy those edges set before torch loads.
 
 Everything below the edge receives the chosen ``torch.device`` as an argument or reads it off its input
 tensors. Imports nothing of raserec_core, so ``config`` can validate names against ``DEVICES``.
@@ -24,6 +24,20 @@ def resolve_device(name: str):
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but no CUDA device is available")
     return torch.device(name)
+
+
+def wait_passively() -> None:
+    """OpenMP threads sleep, rather than spin, while they wait, unless the environment chooses otherwise.
+
+    A laptop or a shared node is always shared. Threads that spin while a sibling waits for a core turn one
+    busy neighbour into a 4x slower training epoch (1.1x when they wait passively, for 74% more time on an
+    idle machine; benchmarks/RESULTS.md, "Shared CPU"); on a busy 2-core machine a served single-user
+    request on 2 threads took a median 54 ms of CPU spinning, 6 ms waiting passively (in-process CPU time
+    of benchmarks/serving_latency.py). OpenMP reads the policy when torch loads it, so each edge calls
+    this before importing torch: the CLI (its pipeline steps inherit it) and a served model's load. A
+    user's own value wins; an empty one keeps the runtime's default.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def serving_device():

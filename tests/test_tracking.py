@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -154,17 +155,20 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
                       [["i1", "i2", "i3"], ["nope"]], ["u1", None], 3)["item_ids"].tolist()
 
     script = textwrap.dedent(f"""
-        import json, mlflow, pandas as pd
+        import json, os, sys, mlflow, pandas as pd
         mlflow.set_tracking_uri({uri!r})
+        torch_before = "torch" in sys.modules
         model = mlflow.pyfunc.load_model("models:/toy-recommender@champion")
         out = model.predict(pd.DataFrame({{"history": [["i1", "i2", "i3"], ["nope"]], "user_id": ["u1", None]}}),
                             params={{"k": 3}})
         device = next(model.unwrap_python_model().recommender.encoder.parameters()).device.type
-        print(json.dumps({{"items": [list(x) for x in out["item_ids"]], "device": device,
+        print(json.dumps({{"items": [list(x) for x in out["item_ids"]], "device": device, "torch_before": torch_before,
+                           "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                            "scores": [[float(s) for s in x] for x in out["scores"]]}}))
     """)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["items"] == [list(x) for x in expected]
@@ -172,6 +176,8 @@ def test_register_model_and_predict_in_a_fresh_process(mlflow_store, toy_dataset
     assert out["items"][1] == model_folder.load_popularity(packed).item_ids[:3].tolist()  # cold start
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
     assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # RASEREC_DEVICE unset: auto
+    # The load chose OpenMP's passive waiting before anything loaded torch (so OpenMP read it).
+    assert (out["torch_before"], out["wait_policy"]) == (False, "PASSIVE")
     assert not list(tmp_path.glob("mlruns"))  # nothing written outside the store
 
 

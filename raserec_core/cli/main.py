@@ -14,7 +14,7 @@ import os
 import sys
 
 from raserec_core.cli.device import add_device_flag
-from raserec_core.device import resolve_device
+from raserec_core.device import resolve_device, wait_passively
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -273,12 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     worker_rank = int(os.environ.get("RANK", "0"))  # torchrun's; 0 outside it
-    # A laptop is always shared. OpenMP threads that spin while a sibling waits for a core turn one busy
-    # neighbour into a 4x slower epoch; waiting passively keeps it at 1.1x, for 74% more time when the
-    # machine is idle (benchmarks/RESULTS.md, Speed, "Shared CPU"). It must be set before torch loads its
-    # OpenMP runtime; a user's own value wins (an empty one keeps the runtime's default), and the
-    # pipeline's step processes inherit it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    wait_passively()  # before torch loads; the pipeline's step processes inherit it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO if worker_rank == 0 else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ NOT_PACKED = ("checkpoint.pt*", "best.pt*", "history.json", "config.yaml", "metr
 
 class RecommenderLike(Protocol):
     item_ids: np.ndarray  # (n_items + 1,) raw ids as str; item_ids[0] is padding
+    item_index: Mapping[str, int]  # raw id -> index of every item but the padding, built once
 
     def recommend(
         self, histories: Sequence[Sequence[str]], user_ids: Sequence[str | None] | None, k: int,

@@ -8,7 +8,8 @@ ids). The rules are ``tracking.serving``'s, the artifact's layout ``tracking.mod
 module is glue. The model carries the ``raserec_core`` package (``code_paths``), so it loads wherever
 its requirements install, with no raserec installed; it is logged as code (``pyfunc_entry.py``), so
 loading it unpickles nothing. It serves on the device named by the environment
-variable ``RASEREC_DEVICE`` (``auto``, the default, is CUDA when present; ``cpu``; ``cuda``).
+variable ``RASEREC_DEVICE`` (``auto``, the default, is CUDA when present; ``cpu``; ``cuda``). Its OpenMP
+threads wait passively unless ``OMP_WAIT_POLICY`` says otherwise (``device.wait_passively``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ class BadRequest(MlflowException):
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from ..device import serving_device
+        from ..device import serving_device, wait_passively
         from .model_folder import load, load_popularity
 
+        wait_passively()  # before torch loads (serving_device imports it), as the CLI does
         self.recommender = load(context.artifacts[ARTIFACT], serving_device())
         self.popularity = load_popularity(context.artifacts[ARTIFACT])
 

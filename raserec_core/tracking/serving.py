@@ -103,11 +103,13 @@ def answer(
 ) -> pd.DataFrame:
     """One row per history: ``item_ids``, ``scores``, ``fallback``, ``ignored_ids``."""
     n = len(histories)
-    catalogue = pd.Index(recommender.item_ids[1:])  # index 0 is padding
+    # The recommender's id map is built once per model: a request costs its own ids, never the catalogue's
+    # (a pandas Index of the catalogue per request cost ~100 ms on Beauty's 12k items).
+    catalogue = recommender.item_index
     lengths = np.fromiter(map(len, histories), dtype=np.int64, count=n)
     flat = np.asarray(list(chain.from_iterable(histories)), dtype=object)  # every history id, row by row
     row_of = np.repeat(np.arange(n), lengths)
-    known = pd.Index(flat).isin(catalogue)
+    known = np.fromiter(map(catalogue.__contains__, flat), dtype=bool, count=len(flat))
     known_histories = _split(flat[known], row_of[known], n)
     ignored = _split(flat[~known], row_of[~known], n)
 
