@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -71,20 +70,13 @@ from records import append_jsonl, environment, load_jsonl  # this folder
 from stage1 import FAST
 from stage1 import RESULTS as STAGE1
 from stage2 import RESULTS as STAGE2
+from stage2 import sh
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "drift.jsonl"
 PLOT = HERE / "plots" / "drift.png"
 PATHS = ("stale", "memory_add", "full")
 LABELS = {"stale": "(a) stale", "memory_add": "(b) stale + memory add", "full": "(c) full retrain"}
-
-
-def sh(cmd: list[str], log: Path) -> float:
-    print("$", " ".join(cmd), flush=True)
-    t0 = time.time()
-    with open(log, "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
-    return time.time() - t0
 
 
 def build_once(bank: Path, build) -> float | None:

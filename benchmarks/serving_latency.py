@@ -35,12 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -103,48 +100,6 @@ def timed(calls, warmup: int) -> tuple[list[float], list[float], list]:
     return wall, cpu, results
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: Path, log: Path, startup_s: float = 300) -> tuple[subprocess.Popen, str]:
-    """``mlflow models serve`` of this interpreter's environment, one worker, up and answering /ping."""
-    port = free_port()
-    # MLflow starts uvicorn from PATH: this environment's bin folder goes first, as when activated.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model), "--env-manager", "local",
-           "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + startup_s
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"mlflow models serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            stop_server(proc)
-            raise SystemExit(f"mlflow models serve not up after {startup_s} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)  # uvicorn's worker is in the server's own session
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-
-
 def session_cpu_s(sid: int) -> float:
     """CPU seconds used so far by the live processes of session ``sid`` (the server's; Linux /proc)."""
     ticks = 0
@@ -168,10 +123,11 @@ def http_phase(model: Path, singles: list[dict], batches: list[list[dict]], k: i
     CPU seconds over the single-user and the batch requests."""
     import requests
 
+    from raserec_core.tracking.local_server import mlflow_serve
+
     t0 = time.perf_counter()
-    proc, url = start_server(model, log)
-    startup = time.perf_counter() - t0
-    try:
+    with mlflow_serve(sys.executable, model, dict(os.environ), log, startup_s=300) as (url, proc):
+        startup = time.perf_counter() - t0
         with requests.Session() as session:  # one keep-alive connection for every request
             def post(data: bytes):
                 def call():
@@ -185,8 +141,6 @@ def http_phase(model: Path, singles: list[dict], batches: list[list[dict]], k: i
             c1 = session_cpu_s(proc.pid)
             batch_t, _, batch_r = timed([post(body(b, k)) for b in batches], batch_warmup)
             c2 = session_cpu_s(proc.pid)
-    finally:
-        stop_server(proc)
     answers = []
     for resp in [*single_r, *batch_r]:
         if resp.status_code != 200:

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 
 import pytest
+from cli_helpers import run
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("faiss")
@@ -30,13 +29,6 @@ def metric_keys(*splits: str) -> set[str]:
 
 def digest(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def run(args: list[str]) -> tuple[int, dict | None]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(args)
-    return rc, (json.loads(out.getvalue()) if rc == 0 else None)
 
 
 @pytest.fixture(scope="module")

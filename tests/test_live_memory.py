@@ -5,13 +5,12 @@ session's tiny dataset and model, fine-tuned over an IVF bank (nlist 2)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 torch = pytest.importorskip("torch")
 faiss = pytest.importorskip("faiss")
@@ -25,13 +24,6 @@ IVF = ["memory.index_type=ivf", "memory.nlist=2"]
 # Two new items for user 1, one for user 2, and a new user with three: 2 + 1 + 2 memories.
 SLICE = "user_id,item_id,timestamp\n1,30,101\n1,29,100\n2,40,5\nnew,7,10\nnew,2,11\nnew,55,12\n"
 ADDED = 5
-
-
-def run(args: list[str]) -> tuple[int, dict | None]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(args)
-    return rc, (json.loads(out.getvalue()) if rc == 0 else None)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 from infra_fixtures import mlflow_store, toy_dataset, toy_encoder  # noqa: F401
-from serving_helpers import logged_model, mlflow_serve, post
+from serving_helpers import logged_model, post
+
+from raserec_core.tracking.local_server import mlflow_serve
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "model-env"

@@ -4,12 +4,11 @@ with both protocols reported, and serving excludes a history exactly."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 
 import pytest
+from cli_helpers import run
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("faiss")
@@ -22,13 +21,6 @@ FINETUNE = ["finetune.epochs=3", "finetune.batch_size=32", "finetune.top_k=4", "
 OWN = ["memory.nprobe=4", "finetune.beta=0.5", "finetune.channel2_retrieval=target"]
 KS = (5, 10, 20, 50)
 NAMES = [f"{m}@{k}" for m in ("hr", "ndcg", "mrr") for k in KS]
-
-
-def run(args: list[str]) -> tuple[int, dict | None]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(args)
-    return rc, (json.loads(out.getvalue()) if rc == 0 else None)
 
 
 def metric_part(metrics: dict) -> dict:

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from infra_fixtures import mlflow_store, toy_dataset, toy_encoder  # noqa: F401
-from serving_helpers import logged_model, mlflow_serve, post
+from serving_helpers import logged_model, post
 
 from raserec_core.tracking import model_folder
+from raserec_core.tracking.local_server import mlflow_serve
 from raserec_core.tracking.serving import RequestError, answer, parse_params, parse_rows
 
 
