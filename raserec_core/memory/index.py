@@ -84,14 +84,31 @@ class FaissIndex:
         self.index, self.kind = index, kind
 
     @classmethod
+    def empty(cls, kind: str, dim: int, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> FaissIndex:
+        """An untrained index: ``train`` it on a sample, then ``add`` the bank in chunks (bounded memory)."""
+        import faiss
+
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "ivf":
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        elif kind == "ivfpq":
+            if dim % pq_m:
+                raise MemoryBankError(f"memory.pq_m={pq_m} does not divide the key dimension {dim} (IVF-PQ splits each key into pq_m parts)")
+            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raise ValueError(f"unknown faiss index type {kind!r}")
+        out = cls(index, kind)
+        out.set_nprobe(nprobe)
+        return out
+
+    @classmethod
     def build(
         cls, vectors: torch.Tensor, kind: str, nlist: int = 128, nprobe: int = 1, pq_m: int = 8,
         allow_fallback: bool = False,
     ) -> FaissIndex:
         """``allow_fallback``: build an exact Flat index (with a warning) where ``kind`` needs more
         training entries than the bank holds; without it that is an error."""
-        import faiss
-
         x = normalize(vectors).numpy()
         n, dim = x.shape
         # PQ trains 2**8 centroids per sub-quantizer: faiss refuses fewer training points than that.
@@ -109,19 +126,21 @@ class FaissIndex:
                 "Flat index instead (memory.allow_fallback)", n, needed, kind, nlist,
             )
             kind = "flat"
-        if kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "ivf":
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        elif kind == "ivfpq":
-            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        else:
-            raise ValueError(f"unknown faiss index type {kind!r}")
-        if kind != "flat":
-            index.train(x)
-            index.nprobe = nprobe
-        index.add(x)
-        return cls(index, kind)
+        out = cls.empty(kind, dim, nlist, nprobe, pq_m)
+        # The whole bank goes to faiss, which draws its own sample of at most 256 per list (seeded): the
+        # indexes of banks built before `empty`/`train` existed are rebuilt bit for bit.
+        out.index.train(x)
+        out.index.add(x)
+        return out
+
+    def train(self, vectors: torch.Tensor) -> None:
+        """Train the coarse quantizer (and PQ codebooks) on a sample; a no-op for Flat."""
+        self.index.train(normalize(vectors).numpy())
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """IVF lists visited per query (no effect on Flat)."""
+        if hasattr(self.index, "nprobe"):
+            self.index.nprobe = nprobe
 
     @property
     def ntotal(self) -> int:
@@ -149,10 +168,10 @@ class FaissIndex:
     def load(cls, path: Path, kind: str, nprobe: int | None = None) -> FaissIndex:
         import faiss
 
-        index = faiss.read_index(str(path))
-        if nprobe is not None and hasattr(index, "nprobe"):
-            index.nprobe = nprobe
-        return cls(index, kind)
+        out = cls(faiss.read_index(str(path)), kind)
+        if nprobe:  # None or 0: the nprobe the index was saved with
+            out.set_nprobe(nprobe)
+        return out
 
 
 def build_index(
