@@ -1,0 +1,265 @@
+"""Memory banks at scale: build time, resident memory, recall@20 and query latency of the bank's index
+kinds on synthetic banks of 1M-10M 64-dim entries, and the time to add 100k entries (`memory add`).
+
+    python benchmarks/bank_scale.py --sizes 1000000 10000000 [--kinds ivf ivfsq ivfpq16 ivfpq32 hnsw]
+                                    [--threads 2] [--cache benchmarks/runs/bank_scale]
+
+The bank is a mixture of --clusters anisotropic clusters of Zipf-distributed popularity, L2-normalised
+(what an encoder's sequence representations look like; i.i.d. Gaussian vectors flatter PQ and
+make IVF look worse than it is). It is generated in chunks from --seed, so no process ever holds it
+whole: each configuration runs in a fresh subprocess that trains on a sample (64 per list: faiss asks
+for 30-256), adds the bank 200k at a time, and reports its peak resident memory (VmHWM; the Python,
+torch and faiss it imports, ≈ 0.3 GB, included and recorded apart as ``base_rss_mb``). IVF-Flat, IVF-SQ8
+and IVF-PQ run through the project's ``FaissIndex`` (memory/index.py), so the figures are what `raserec index`
+and `raserec memory add` build and search; HNSW is faiss's ``IndexHNSWFlat`` (inner product, M 32),
+a comparison only: it keeps full vectors plus a graph, beyond the memory goal at 10M.
+
+Recall@20 is against exact search of 1,000 held-out queries from the same mixture (ground truth by
+chunked matmul, cached under --cache). Latency: 1,000 queries in one batch (per query), and 100
+queries one at a time, at each nprobe (efSearch for HNSW). Records go to
+benchmarks/results/bank_scale.jsonl, one per (size, configuration); recorded ones are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from records import append_jsonl, environment, load_jsonl  # this folder
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "bank_scale.jsonl"
+CHUNK = 200_000
+QUERY_CHUNK = -1  # the queries' chunk index: a stream of the generator no bank chunk uses
+K = 20
+EF_SEARCH = (16, 32, 64, 128, 256)
+
+
+# --- the synthetic bank ---------------------------------------------------------------------------------
+
+def mixture(dim: int, clusters: int, seed: int) -> dict:
+    """Cluster centres (themselves anisotropic: real embeddings fill a cone, not the sphere), eight
+    covariance shapes with decaying spectra shared round-robin, per-cluster spreads, Zipf popularity."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    spectrum = (1.0 + torch.arange(dim, dtype=torch.float32) / 4).rsqrt()  # (D,)
+    centres = torch.nn.functional.normalize(torch.randn(clusters, dim, generator=g) * spectrum, dim=1)  # (C, D)
+    shapes = []
+    for _ in range(8):
+        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g))
+        decay = (1.0 + torch.arange(dim, dtype=torch.float32)) ** -0.8
+        shapes.append(q * (decay / decay.norm()))  # (D, D): a unit-norm offset in expectation
+    spread = 0.4 + 0.6 * torch.rand(clusters, generator=g)  # (C,)
+    popularity = (1.0 + torch.arange(clusters, dtype=torch.float64)) ** -0.8
+    return {"centres": centres, "shapes": torch.stack(shapes), "spread": spread, "popularity": popularity}
+
+
+def chunk(mix: dict, index: int, n: int, seed: int):
+    """``n`` normalised vectors of chunk ``index``: the same for a given (seed, index) in any process."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index + 7)
+    cid = torch.multinomial(mix["popularity"], n, replacement=True, generator=g)  # (n,)
+    z = torch.randn(n, mix["centres"].shape[1], generator=g)  # (n, D)
+    offset = torch.empty_like(z)
+    shape_of = cid % len(mix["shapes"])
+    for s in range(len(mix["shapes"])):  # 8 shapes, not one per row
+        rows = shape_of == s
+        offset[rows] = z[rows] @ mix["shapes"][s].T
+    x = mix["centres"][cid] + offset * mix["spread"][cid, None]
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+def bank_chunks(mix: dict, n: int, seed: int, start: int = 0):
+    """The bank's rows [start, start + n) chunk by chunk (``start`` a multiple of CHUNK)."""
+    for first in range(start, start + n, CHUNK):
+        yield chunk(mix, first // CHUNK, min(CHUNK, start + n - first), seed)
+
+
+def exact_top(args, size: int):
+    """Exact top-K ids of the queries over the bank, computed in chunks and cached."""
+    import numpy as np
+    import torch
+
+    path = Path(args.cache) / f"truth-{size}-d{args.dim}-c{args.clusters}-s{args.seed}-q{args.queries}.npy"
+    if path.exists():
+        return np.load(path)
+    mix = mixture(args.dim, args.clusters, args.seed)
+    q = chunk(mix, QUERY_CHUNK, args.queries, args.seed)
+    best_s, best_i, offset = torch.full((len(q), 0), -2.0), torch.zeros(len(q), 0, dtype=torch.long), 0
+    for x in bank_chunks(mix, size, args.seed):
+        s, i = (q @ x.T).topk(K, dim=1)  # (Q, K)
+        best_s, pos = torch.cat([best_s, s], 1).topk(K, dim=1)
+        best_i = torch.cat([best_i, i + offset], 1).gather(1, pos)
+        offset += len(x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, best_i.numpy())
+    return best_i.numpy()
+
+
+# --- one configuration, in its own process --------------------------------------------------------------
+
+def rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def configurations(size: int, kinds: list[str], hnsw_max: int) -> list[dict]:
+    """Per size, the IVF kinds at nlist ≈ √N and ≈ 4√N (powers of two; faiss's guideline is 4-16 √N,
+    whose top costs more to train and add than 2 cores allow at 10M) and HNSW up to ``hnsw_max``."""
+    root = math.sqrt(size)
+    nlists = sorted({2 ** round(math.log2(root)), 2 ** round(math.log2(4 * root))})
+    out = []
+    for kind in kinds:
+        if kind == "hnsw":
+            if size <= hnsw_max:
+                out.append({"name": f"{size}-hnsw32", "kind": "hnsw", "size": size, "hnsw_m": 32})
+            continue
+        base, pq_m = ("ivfpq", int(kind[5:])) if kind.startswith("ivfpq") else (kind, 0)
+        for nlist in nlists:
+            name = f"{size}-{base}-nlist{nlist}" + (f"-m{pq_m}" if pq_m else "")
+            out.append({"name": name, "kind": base, "size": size, "nlist": nlist, "pq_m": pq_m or 8})
+    return out
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def worker(args, conf: dict) -> dict:
+    import faiss
+    import numpy as np
+    import torch
+
+    from raserec_core.memory.index import FaissIndex
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    base_rss = rss_mb("VmRSS")
+    size, dim = conf["size"], args.dim
+    mix = mixture(dim, args.clusters, args.seed)
+    truth = exact_top(args, size)
+    queries = chunk(mix, QUERY_CHUNK, args.queries, args.seed)
+
+    if conf["kind"] == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, conf["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
+        train_s, params = 0.0, EF_SEARCH
+
+        def add(x):
+            index.add(x.numpy())
+
+        def search(q, k):
+            return index.search(q.numpy(), k)
+
+        def set_param(p):
+            index.hnsw.efSearch = p
+    else:
+        index = FaissIndex.empty(conf["kind"], dim, conf["nlist"], 1, conf["pq_m"])
+        # A sample of 64 per list from the bank's own chunks (the first ones: the bank is shuffled).
+        n_train = min(size, 64 * conf["nlist"])
+        sample = torch.cat(list(bank_chunks(mix, n_train, args.seed)))
+        train_s = timed(lambda: index.train(sample))
+        del sample
+        params = [p for p in args.nprobes if p <= conf["nlist"]]
+        add, search, set_param = index.add, index.search, index.set_nprobe
+
+    add_s = sum(timed(lambda x=x: add(x)) for x in bank_chunks(mix, size, args.seed))
+    peak_build = rss_mb("VmHWM")
+    rows = []
+    for p in params:
+        set_param(p)
+        batch = statistics.median(timed(lambda: search(queries, K)) for _ in range(args.repeats))
+        _, ids = search(queries, K)
+        ids = np.asarray(ids)
+        recall = float(np.mean([len(np.intersect1d(ids[r], truth[r])) for r in range(len(truth))]) / K)
+        single = timed(lambda: [search(queries[r : r + 1], K) for r in range(args.single)])
+        rows.append({"param": p, "recall@20": round(recall, 4), "batch_ms_per_query": 1000 * batch / len(queries),
+                     "single_ms": 1000 * single / args.single})
+    # `raserec memory add` appends to the trained index: 100k new entries, rows the bank has not used.
+    extra_start = math.ceil(size / CHUNK) * CHUNK
+    add100k_s = sum(timed(lambda x=x: add(x)) for x in bank_chunks(mix, args.add, args.seed, extra_start))
+    peak = rss_mb("VmHWM")
+    file = Path(args.cache) / f"{conf['name']}.index"
+    faiss.write_index(index if conf["kind"] == "hnsw" else index.index, str(file))
+    index_mb = file.stat().st_size / 2**20
+    file.unlink()
+    return {**conf, "dim": dim, "clusters": args.clusters, "seed": args.seed, "queries": len(queries),
+            "threads": args.threads, "train_s": train_s, "add_s": add_s, "build_s": train_s + add_s,
+            "base_rss_mb": base_rss, "peak_rss_build_mb": peak_build, "peak_rss_mb": peak, "index_file_mb": index_mb,
+            "search": rows, f"add{args.add // 1000}k_s": add100k_s}
+
+
+# --- driver ---------------------------------------------------------------------------------------------
+
+def table(records: list[dict]) -> str:
+    lines = ["| config | build s | peak RSS MB | index MB | nprobe/ef: recall@20, batch ms/q, single ms |", "|---|---|---|---|---|"]
+    for r in records:
+        cells = "; ".join(f"{s['param']}: {s['recall@20']:.3f}, {s['batch_ms_per_query']:.3f}, {s['single_ms']:.2f}" for s in r["search"])
+        lines.append(f"| {r['name']} | {r['build_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['index_file_mb']:.0f} | {cells} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--kinds", nargs="+", default=["ivf", "ivfsq", "ivfpq16", "ivfpq32", "hnsw"],
+                    help="ivf, ivfsq (8-bit scalar quantizer), ivfpqM (M bytes per code), hnsw")
+    ap.add_argument("--hnsw-max", type=int, default=2_000_000,
+                    help="largest bank HNSW is built for (at 10M it needs ≈ 5 GB and hours on 2 cores)")
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--clusters", type=int, default=4000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--single", type=int, default=100, help="queries timed one at a time")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--add", type=int, default=100_000, help="entries added to the built index (memory add)")
+    ap.add_argument("--nprobes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=str(HERE / "runs" / "bank_scale"))
+    ap.add_argument("--output", default=str(RESULTS))
+    ap.add_argument("--only", nargs="+", help="configuration names to run (default: all)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # one configuration (JSON), in a fresh process
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args, json.loads(args.worker))))
+        return 0
+
+    out = Path(args.output)
+    for size in args.sizes:
+        confs = [c for c in configurations(size, args.kinds, args.hnsw_max) if not args.only or c["name"] in args.only]
+        todo = [c for c in confs if c["name"] not in load_jsonl(out)]
+        if todo:
+            t = timed(lambda size=size: exact_top(args, size))
+            print(f"{size}: exact top-{K} of {args.queries} queries ready ({t:.0f} s)", flush=True)
+        for conf in todo:
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", json.dumps(conf)]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(f"bank_scale.py: {conf['name']} failed (exit {done.returncode})")
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            record.update(wall_s=time.perf_counter() - t0, environment=environment(),
+                          command=" ".join(["python", "benchmarks/bank_scale.py", *sys.argv[1:]]))
+            append_jsonl(out, record)
+            print(f"{conf['name']}: built in {record['build_s']:.1f} s, peak {record['peak_rss_mb']:.0f} MB", flush=True)
+        recorded = load_jsonl(out)
+        print(table([recorded[c["name"]] for c in confs if c["name"] in recorded]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
