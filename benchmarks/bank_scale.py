@@ -69,13 +69,13 @@ def chunk(mix: dict, index: int, n: int, seed: int):
     g = torch.Generator().manual_seed(seed * 1_000_003 + index + 7)
     cid = torch.multinomial(mix["popularity"], n, replacement=True, generator=g)  # (n,)
     z = torch.randn(n, mix["centres"].shape[1], generator=g)  # (n, D)
-    offset = torch.empty_like(z)
+    x = mix["centres"][cid]  # (n, D); built in place: two (n, D) buffers at most, so the chunk barely shows in RSS
     shape_of = cid % len(mix["shapes"])
     for s in range(len(mix["shapes"])):  # 8 shapes, not one per row
-        rows = shape_of == s
-        offset[rows] = z[rows] @ mix["shapes"][s].T
-    x = mix["centres"][cid] + offset * mix["spread"][cid, None]
-    return torch.nn.functional.normalize(x, dim=1)
+        rows = (shape_of == s).nonzero().flatten()
+        x[rows] += (z[rows] @ mix["shapes"][s].T) * mix["spread"][cid[rows], None]
+    del z
+    return x.div_(x.norm(dim=1, keepdim=True).clamp_min_(1e-12))
 
 
 def bank_chunks(mix: dict, n: int, seed: int, start: int = 0):
@@ -176,7 +176,7 @@ def worker(args, conf: dict) -> dict:
         add, search, set_param = index.add, index.search, index.set_nprobe
 
     add_s = sum(timed(lambda x=x: add(x)) for x in bank_chunks(mix, size, args.seed))
-    peak_build = rss_mb("VmHWM")
+    peak_build, after_build = rss_mb("VmHWM"), rss_mb("VmRSS")
     rows = []
     for p in params:
         set_param(p)
@@ -197,7 +197,7 @@ def worker(args, conf: dict) -> dict:
     file.unlink()
     return {**conf, "dim": dim, "clusters": args.clusters, "seed": args.seed, "queries": len(queries),
             "threads": args.threads, "train_s": train_s, "add_s": add_s, "build_s": train_s + add_s,
-            "base_rss_mb": base_rss, "peak_rss_build_mb": peak_build, "peak_rss_mb": peak, "index_file_mb": index_mb,
+            "base_rss_mb": base_rss, "rss_after_build_mb": after_build, "peak_rss_build_mb": peak_build, "peak_rss_mb": peak, "index_file_mb": index_mb,
             "search": rows, f"add{args.add // 1000}k_s": add100k_s}
 
 
