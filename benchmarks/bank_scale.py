@@ -114,11 +114,10 @@ def rss_mb(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def configurations(size: int, kinds: list[str], hnsw_max: int) -> list[dict]:
-    """Per size, the IVF kinds at nlist ≈ √N and ≈ 4√N (powers of two; faiss's guideline is 4-16 √N,
-    whose top costs more to train and add than 2 cores allow at 10M) and HNSW up to ``hnsw_max``."""
-    root = math.sqrt(size)
-    nlists = sorted({2 ** round(math.log2(root)), 2 ** round(math.log2(4 * root))})
+def configurations(size: int, kinds: list[str], hnsw_max: int, factors: list[float]) -> list[dict]:
+    """Per size, the IVF kinds at nlist ≈ factor × √N (powers of two; faiss's guideline is 4-16 √N, whose
+    top costs more to train and add than 2 cores allow at 10M) and HNSW up to ``hnsw_max``."""
+    nlists = sorted({2 ** round(math.log2(f * math.sqrt(size))) for f in factors})
     out = []
     for kind in kinds:
         if kind == "hnsw":
@@ -130,6 +129,71 @@ def configurations(size: int, kinds: list[str], hnsw_max: int) -> list[dict]:
             name = f"{size}-{base}-nlist{nlist}" + (f"-m{pq_m}" if pq_m else "")
             out.append({"name": name, "kind": base, "size": size, "nlist": nlist, "pq_m": pq_m or 8})
     return out
+
+
+def synthetic_entries(keys, first_user: int, seed: int):
+    """Entries over ``keys`` with plausible metadata (ten entries a user, lengths 1-50) and values."""
+    import torch
+
+    from raserec_core.memory.entries import Entries
+
+    g = torch.Generator().manual_seed(seed)
+    n = len(keys)
+    user = first_user + torch.arange(n) // 10
+    length = torch.randint(1, 51, (n,), generator=g)
+    return Entries(keys=keys, values=keys.flip(1).contiguous(), user=user, length=length, position=length,
+                   target=torch.randint(1, 10_000, (n,), generator=g))
+
+
+def bank_cycle(args, index, mix, conf: dict) -> dict:
+    """What `raserec memory add` does around the encoder, on a bank of this size over the built index:
+    write it, load it (checksums verified), add 100k more entries (index and entries), write it back.
+    The bank's un-normalised keys and values (2 × N × D × 4 bytes) are loaded whole, so this runs after
+    the index's own memory is recorded."""
+    import dataclasses
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from raserec_core.memory.bank import MemoryBank, UserState, load_bank, save_bank
+
+    size = conf["size"]
+    extra_start = math.ceil(size / CHUNK) * CHUNK
+    # The index holds the bank and the 100k entries the index-only add timed: so do the entries.
+    keys = torch.cat([*bank_chunks(mix, size, args.seed), *bank_chunks(mix, args.add, args.seed, extra_start)])
+    entries = synthetic_entries(keys, 0, args.seed)
+    del keys
+    n_users = int(entries.user[-1]) + 1
+    users = UserState(n_seen=torch.full((n_users,), 10), last_offsets=torch.arange(n_users + 1),
+                      last_values=torch.ones(n_users, dtype=torch.long))
+    meta = {"index_type_requested": conf["kind"], "allow_fallback": False, "nlist": conf["nlist"], "nprobe": 16,
+            "pq_m": conf["pq_m"], "chosen_by_size": [], "encoder_sha256": "0" * 64, "dataset_fingerprint": "0" * 64,
+            "max_len": 50}
+    empty = np.zeros(0, dtype=str)
+    bank = MemoryBank(entries, index, np.array([f"u{u}" for u in range(n_users)]),
+                      np.array([""] + [f"i{i}" for i in range(1, 10_000)]), users,
+                      {"user": empty, "item": empty, "time": np.zeros(0)}, meta)
+    folder = Path(args.cache) / f"{conf['name']}-bank"
+    shutil.rmtree(folder, ignore_errors=True)
+    save_s = timed(lambda: save_bank(bank, folder))
+    del bank, entries
+    out = {}
+    out["bank_load_s"] = timed(lambda: out.setdefault("bank", load_bank(folder)))
+    bank = out.pop("bank")
+    later = extra_start + math.ceil(args.add / CHUNK) * CHUNK  # rows neither the bank nor the index add used
+    new = synthetic_entries(torch.cat(list(bank_chunks(mix, args.add, args.seed, later))), n_users, args.seed + 1)
+
+    def add():
+        bank.index.add(new.keys)
+        return dataclasses.replace(bank, entries=bank.entries.concat(new))
+
+    add_s = timed(lambda: out.setdefault("grown", add()))
+    resave_s = timed(lambda: save_bank(out["grown"], folder, replace_existing=True))
+    files_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    shutil.rmtree(folder)
+    return {"bank_save_s": save_s, "bank_load_s": out["bank_load_s"], f"bank_add{args.add // 1000}k_s": add_s,
+            "bank_resave_s": resave_s, "bank_files_mb": files_mb}
 
 
 def timed(fn) -> float:
@@ -195,7 +259,10 @@ def worker(args, conf: dict) -> dict:
     faiss.write_index(index if conf["kind"] == "hnsw" else index.index, str(file))
     index_mb = file.stat().st_size / 2**20
     file.unlink()
-    return {**conf, "dim": dim, "clusters": args.clusters, "seed": args.seed, "queries": len(queries),
+    cycle = {}
+    if conf["kind"] != "hnsw" and size <= args.bank_io_max and args.bank_io in conf["name"]:
+        cycle = bank_cycle(args, index, mix, conf)
+    return {**cycle, **conf, "dim": dim, "clusters": args.clusters, "seed": args.seed, "queries": len(queries),
             "threads": args.threads, "train_s": train_s, "add_s": add_s, "build_s": train_s + add_s,
             "base_rss_mb": base_rss, "rss_after_build_mb": after_build, "peak_rss_build_mb": peak_build, "peak_rss_mb": peak, "index_file_mb": index_mb,
             "search": rows, f"add{args.add // 1000}k_s": add100k_s}
@@ -211,6 +278,21 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def auto_line(size: int, dim: int, records) -> str:
+    """What ``memory.index_type: auto`` builds for this size, with its measured row where there is one."""
+    from raserec_core.memory.sizing import auto_settings
+
+    a = auto_settings(size, dim)
+    head = f"auto at {size}: {a.kind}, nlist {a.nlist}, nprobe {a.nprobe}" + (f", pq_m {a.pq_m}" if a.kind == "ivfpq" else "")
+    for r in records:
+        if (r["size"], r["kind"], r.get("nlist"), r["dim"]) == (size, a.kind, a.nlist, dim) and (a.kind != "ivfpq" or r["pq_m"] == a.pq_m):
+            row = next((x for x in r["search"] if x["param"] == a.nprobe), None)
+            if row:
+                return (f"{head}: recall@20 {row['recall@20']:.3f}, {row['batch_ms_per_query']:.3f} ms a query batched, "
+                        f"built in {r['build_s']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB ({r['name']})")
+    return f"{head}: not measured here"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -218,6 +300,11 @@ def main() -> int:
                     help="ivf, ivfsq (8-bit scalar quantizer), ivfpqM (M bytes per code), hnsw")
     ap.add_argument("--hnsw-max", type=int, default=2_000_000,
                     help="largest bank HNSW is built for (at 10M it needs ≈ 5 GB and hours on 2 cores)")
+    ap.add_argument("--nlist-factors", type=float, nargs="+", default=[1, 4], help="nlist ≈ factor × √N")
+    ap.add_argument("--bank-io", default="-ivfsq-", help="configurations (name contains this) that also time "
+                    "`memory add` on a whole bank: load, add, write back")
+    ap.add_argument("--bank-io-max", type=int, default=2_000_000,
+                    help="largest bank that cycle runs for (it holds keys and values: 2 × 256 B an entry, twice)")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--clusters", type=int, default=4000)
     ap.add_argument("--queries", type=int, default=1000)
@@ -238,7 +325,7 @@ def main() -> int:
 
     out = Path(args.output)
     for size in args.sizes:
-        confs = [c for c in configurations(size, args.kinds, args.hnsw_max) if not args.only or c["name"] in args.only]
+        confs = [c for c in configurations(size, args.kinds, args.hnsw_max, args.nlist_factors) if not args.only or c["name"] in args.only]
         todo = [c for c in confs if c["name"] not in load_jsonl(out)]
         if todo:
             t = timed(lambda size=size: exact_top(args, size))
@@ -258,6 +345,11 @@ def main() -> int:
             print(f"{conf['name']}: built in {record['build_s']:.1f} s, peak {record['peak_rss_mb']:.0f} MB", flush=True)
         recorded = load_jsonl(out)
         print(table([recorded[c["name"]] for c in confs if c["name"] in recorded]), flush=True)
+        print(auto_line(size, args.dim, recorded.values()), flush=True)
+        for r in (recorded[c["name"]] for c in confs if "bank_save_s" in recorded.get(c["name"], {})):
+            print(f"memory add at {size} ({r['name']}): load {r['bank_load_s']:.1f} s, add {args.add} entries "
+                  f"{r[f'bank_add{args.add // 1000}k_s']:.1f} s, write back {r['bank_resave_s']:.1f} s "
+                  f"({r['bank_files_mb']:.0f} MB of bank files)", flush=True)
     return 0
 
 
