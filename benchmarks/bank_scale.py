@@ -1,23 +1,27 @@
 """Memory banks at scale: build time, resident memory, recall@20 and query latency of the bank's index
-kinds on synthetic banks of 1M-10M 64-dim entries, and the time to add 100k entries (`memory add`).
+kinds on synthetic banks of 1M-10M 64-dim entries, and the time `memory add` takes at that size.
 
     python benchmarks/bank_scale.py --sizes 1000000 10000000 [--kinds ivf ivfsq ivfpq16 ivfpq32 hnsw]
-                                    [--threads 2] [--cache benchmarks/runs/bank_scale]
+                                    [--nlist-factors 1 4] [--threads 2] [--cache benchmarks/runs/bank_scale]
 
 The bank is a mixture of --clusters anisotropic clusters of Zipf-distributed popularity, L2-normalised
 (what an encoder's sequence representations look like; i.i.d. Gaussian vectors flatter PQ and
 make IVF look worse than it is). It is generated in chunks from --seed, so no process ever holds it
 whole: each configuration runs in a fresh subprocess that trains on a sample (64 per list: faiss asks
 for 30-256), adds the bank 200k at a time, and reports its peak resident memory (VmHWM; the Python,
-torch and faiss it imports, ≈ 0.3 GB, included and recorded apart as ``base_rss_mb``). IVF-Flat, IVF-SQ8
-and IVF-PQ run through the project's ``FaissIndex`` (memory/index.py), so the figures are what `raserec index`
-and `raserec memory add` build and search; HNSW is faiss's ``IndexHNSWFlat`` (inner product, M 32),
-a comparison only: it keeps full vectors plus a graph, beyond the memory goal at 10M.
+torch and faiss it imports, ≈ 0.23 GB, included and recorded apart as ``base_rss_mb``). IVF-Flat,
+IVF-SQ8 and IVF-PQ run through the project's ``FaissIndex`` (memory/index.py), so the figures are what
+`raserec index` and `raserec memory add` build and search; HNSW is faiss's ``IndexHNSWFlat`` (inner
+product, M 32), a comparison only: it keeps full vectors plus a graph, beyond the memory goal at 10M.
+nlist is a power of two near each of --nlist-factors × √N.
 
 Recall@20 is against exact search of 1,000 held-out queries from the same mixture (ground truth by
 chunked matmul, cached under --cache). Latency: 1,000 queries in one batch (per query), and 100
-queries one at a time, at each nprobe (efSearch for HNSW). Records go to
-benchmarks/results/bank_scale.jsonl, one per (size, configuration); recorded ones are skipped.
+queries one at a time, at each nprobe (efSearch for HNSW). `memory add`: 100k entries added to the
+built index; for the configuration ``memory.index_type: auto`` picks at that size (memory/sizing.py),
+up to --bank-io-max entries, also the whole bank's cycle around it: write, load with checksums, add
+(index and entries), write back. Records go to benchmarks/results/bank_scale.jsonl, one per (size,
+configuration); recorded ones are skipped. The table ends with the auto configuration's row.
 """
 
 from __future__ import annotations
@@ -126,9 +130,20 @@ def configurations(size: int, kinds: list[str], hnsw_max: int, factors: list[flo
             continue
         base, pq_m = ("ivfpq", int(kind[5:])) if kind.startswith("ivfpq") else (kind, 0)
         for nlist in nlists:
-            name = f"{size}-{base}-nlist{nlist}" + (f"-m{pq_m}" if pq_m else "")
-            out.append({"name": name, "kind": base, "size": size, "nlist": nlist, "pq_m": pq_m or 8})
+            out.append({"name": conf_name(size, base, nlist, pq_m), "kind": base, "size": size, "nlist": nlist, "pq_m": pq_m or 8})
     return out
+
+
+def conf_name(size: int, kind: str, nlist: int, pq_m: int = 0) -> str:
+    return f"{size}-{kind}-nlist{nlist}" + (f"-m{pq_m}" if kind == "ivfpq" else "")
+
+
+def auto_name(size: int, dim: int) -> str:
+    """The configuration ``memory.index_type: auto`` builds at this size."""
+    from raserec_core.memory.sizing import auto_settings
+
+    a = auto_settings(size, dim)
+    return conf_name(size, a.kind, a.nlist, a.pq_m)
 
 
 def synthetic_entries(keys, first_user: int, seed: int):
@@ -260,7 +275,7 @@ def worker(args, conf: dict) -> dict:
     index_mb = file.stat().st_size / 2**20
     file.unlink()
     cycle = {}
-    if conf["kind"] != "hnsw" and size <= args.bank_io_max and args.bank_io in conf["name"]:
+    if size <= args.bank_io_max and conf["name"] == auto_name(size, dim):
         cycle = bank_cycle(args, index, mix, conf)
     return {**cycle, **conf, "dim": dim, "clusters": args.clusters, "seed": args.seed, "queries": len(queries),
             "threads": args.threads, "train_s": train_s, "add_s": add_s, "build_s": train_s + add_s,
@@ -284,13 +299,12 @@ def auto_line(size: int, dim: int, records) -> str:
 
     a = auto_settings(size, dim)
     head = f"auto at {size}: {a.kind}, nlist {a.nlist}, nprobe {a.nprobe}" + (f", pq_m {a.pq_m}" if a.kind == "ivfpq" else "")
-    for r in records:
-        if (r["size"], r["kind"], r.get("nlist"), r["dim"]) == (size, a.kind, a.nlist, dim) and (a.kind != "ivfpq" or r["pq_m"] == a.pq_m):
-            row = next((x for x in r["search"] if x["param"] == a.nprobe), None)
-            if row:
-                return (f"{head}: recall@20 {row['recall@20']:.3f}, {row['batch_ms_per_query']:.3f} ms a query batched, "
-                        f"built in {r['build_s']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB ({r['name']})")
-    return f"{head}: not measured here"
+    r = records.get(auto_name(size, dim))
+    row = next((x for x in r["search"] if x["param"] == a.nprobe), None) if r and r["dim"] == dim else None
+    if row is None:
+        return f"{head}: not measured here"
+    return (f"{head}: recall@20 {row['recall@20']:.3f}, {row['batch_ms_per_query']:.3f} ms a query batched, "
+            f"built in {r['build_s']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB ({r['name']})")
 
 
 def main() -> int:
@@ -301,10 +315,9 @@ def main() -> int:
     ap.add_argument("--hnsw-max", type=int, default=2_000_000,
                     help="largest bank HNSW is built for (at 10M it needs ≈ 5 GB and hours on 2 cores)")
     ap.add_argument("--nlist-factors", type=float, nargs="+", default=[1, 4], help="nlist ≈ factor × √N")
-    ap.add_argument("--bank-io", default="-ivfsq-", help="configurations (name contains this) that also time "
-                    "`memory add` on a whole bank: load, add, write back")
     ap.add_argument("--bank-io-max", type=int, default=2_000_000,
-                    help="largest bank that cycle runs for (it holds keys and values: 2 × 256 B an entry, twice)")
+                    help="largest bank whose auto configuration also times `memory add` on the whole bank (write, "
+                    "load, add, write back); it holds the bank's keys and values, 2 × 256 B an entry, twice")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--clusters", type=int, default=4000)
     ap.add_argument("--queries", type=int, default=1000)
@@ -345,7 +358,7 @@ def main() -> int:
             print(f"{conf['name']}: built in {record['build_s']:.1f} s, peak {record['peak_rss_mb']:.0f} MB", flush=True)
         recorded = load_jsonl(out)
         print(table([recorded[c["name"]] for c in confs if c["name"] in recorded]), flush=True)
-        print(auto_line(size, args.dim, recorded.values()), flush=True)
+        print(auto_line(size, args.dim, recorded), flush=True)
         for r in (recorded[c["name"]] for c in confs if "bank_save_s" in recorded.get(c["name"], {})):
             print(f"memory add at {size} ({r['name']}): load {r['bank_load_s']:.1f} s, add {args.add} entries "
                   f"{r[f'bank_add{args.add // 1000}k_s']:.1f} s, write back {r['bank_resave_s']:.1f} s "
