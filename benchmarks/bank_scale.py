@@ -336,6 +336,9 @@ def main() -> int:
         print(json.dumps(worker(args, json.loads(args.worker))))
         return 0
 
+    bad = [k for k in args.kinds if k not in ("ivf", "ivfsq", "hnsw") and not (k.startswith("ivfpq") and k[5:].isdigit())]
+    if bad:
+        raise SystemExit(f"bank_scale.py: --kinds {bad[0]!r}: expected ivf, ivfsq, ivfpqM (M bytes a code) or hnsw")
     out = Path(args.output)
     for size in args.sizes:
         confs = [c for c in configurations(size, args.kinds, args.hnsw_max, args.nlist_factors) if not args.only or c["name"] in args.only]
