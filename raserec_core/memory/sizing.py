@@ -40,8 +40,9 @@ INDEX_MEMORY = 1 << 30
 # From 1M entries: √N lists, not faiss's 4-16 √N: assigning each entry to its list costs O(nlist), and on
 # 2 cores 4096 lists at 1M took 7.6x longer to build than 1024 (42.5 s vs 5.6 s) for recall@20 higher by
 # about 0.01 at the same nprobe (queries are faster, but both stay far under 1 ms). At √N a 10M bank's build
-# is projected at ≈ 5 min against the 10-minute goal (from 1M and 3M); 4√N would be ≈ 4x that. 16 probes gave recall@20
-# 0.974 (IVF-Flat) and 0.945 (IVF-SQ8) at 1M, 0.25 ms a query batched; a 10M bank scans 2.5x more a query.
+# is projected at ≈ 5 min against the 10-minute goal (from 1M and 3M); 4√N would be ≈ 4x that. 16 probes
+# gave recall@20 0.974 (IVF-Flat) and 0.945 (IVF-SQ8) at 1M, 0.946 (IVF-SQ8) at 3M, 0.25 / 0.20 ms a query
+# batched; a 10M bank scans 2.5x more a query than 1M.
 NPROBE = 16
 
 
