@@ -155,10 +155,12 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    index_type: str = "ivf"  # brute | flat | ivf | ivfpq
-    nlist: int = ranged(128, "[1, inf)")
-    nprobe: int = ranged(1, "[1, inf)")
-    pq_m: int = ranged(8, "[1, inf)")
+    # auto, and 0 for nlist/nprobe/pq_m: chosen from the bank's size when it is built (memory/sizing.py: up to
+    # 1M entries the paper's IVF-Flat, nlist 128, nprobe 1); the bank records the settings it was built with.
+    index_type: str = "auto"  # auto | brute | flat | ivf | ivfsq (8-bit codes) | ivfpq
+    nlist: int = ranged(0, "[0, inf)")
+    nprobe: int = ranged(0, "[0, inf)")  # later steps: 0 = the bank's own
+    pq_m: int = ranged(0, "[0, inf)")  # IVF-PQ bytes per code; must divide the key dimension
     # A bank too small for ivf/ivfpq (39 entries per list; 256 for PQ): an error, or with this an exact Flat index.
     allow_fallback: bool = False
     # Which training entries the bank keeps (memory-bank partition ablation; see memory/partition.py).
@@ -214,7 +216,7 @@ CHOICES = {
     "pretrain.contrast": {"un", "su", "us", "us_x"},
     "pretrain.sim": {"dot", "cos"},
     "pretrain.batching": {"bucket", "random", "sequence"},
-    "memory.index_type": {"brute", "flat", "ivf", "ivfpq"},
+    "memory.index_type": {"auto", "brute", "flat", "ivf", "ivfsq", "ivfpq"},
     "finetune.channel2_retrieval": {"shared", "target"},
     "memory.partition": {"none", "length", "popularity", "random", "time"},
     "memory.partition_side": {"head", "tail"},

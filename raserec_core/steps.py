@@ -227,8 +227,9 @@ def finetune(
     bank = _load_memory(memory, manifest, cfg, model)
     from dataclasses import replace
 
-    # Record the bank's real index settings (not the command's defaults) in the run's config.
-    cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"], pq_m=bank.meta["pq_m"]))
+    # Record the bank's real index settings (not the command's defaults or autos) in the run's config.
+    cfg = replace(cfg, memory=replace(cfg.memory, index_type=bank.meta["index_type_requested"], nlist=bank.meta["nlist"],
+                                      nprobe=bank.meta["nprobe"], pq_m=bank.meta["pq_m"]))
     inputs = {"dataset": ds.fingerprint, "encoder": manifest["encoder_sha256"], "memory": _bank_digest(bank),
               **_selection(cfg)}
     sections = ("seed", "finetune", "memory")

@@ -257,8 +257,16 @@ def test_recommender_searches_with_the_nprobe_the_model_was_evaluated_with(wide_
     assert rc == 0 and manifest["index_type_built"] == "ivf" and manifest["nprobe"] == 2
     out = tmp_path / "ft"
     rc, _ = run(["finetune", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--memory", str(ivf),
-                 "--output", str(out), *tiny_args(*FINETUNE, "finetune.epochs=1")])
+                 "--output", str(out), *tiny_args(*FINETUNE, "finetune.epochs=1", "memory.nprobe=1")])
     assert rc == 0
     evaluated = json.loads((out / "model.json").read_text())["retrieval"]["nprobe"]
     assert evaluated == 1
     assert Recommender.load(out, ivf, "cpu").bank.index.index.nprobe == evaluated
+
+    # The default memory.nprobe (0) fine-tunes with the bank's own and records it.
+    rc, _ = run(["finetune", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--memory", str(ivf),
+                 "--output", str(tmp_path / "ft0"), *tiny_args(*FINETUNE, "finetune.epochs=1")])
+    assert rc == 0
+    retrieval = json.loads((tmp_path / "ft0" / "model.json").read_text())["retrieval"]
+    assert (retrieval["nprobe"], retrieval["index_type"], retrieval["nlist"]) == (2, "ivf", 2)
+    assert Recommender.load(tmp_path / "ft0", ivf, "cpu").bank.index.index.nprobe == 2

@@ -204,8 +204,8 @@ def test_cli_without_flags_keeps_defaults():
     ("memory.partition_fraction=0", "'memory.partition_fraction': 0.0 is out of range (allowed: (0, 1])"),
     ("pretrain.lr=0", "'pretrain.lr': 0.0 is out of range (allowed: > 0)"),  # open lower end, no upper
     ("finetune.top_k=0", "'finetune.top_k': 0 is out of range (allowed: >= 1)"),
-    ("memory.nprobe=0", "'memory.nprobe': 0 is out of range (allowed: >= 1)"),
-    ("memory.nlist=0", "'memory.nlist': 0 is out of range (allowed: >= 1)"),
+    ("memory.nprobe=-1", "'memory.nprobe': -1 is out of range (allowed: >= 0)"),  # 0: from the bank's size
+    ("memory.nlist=-2", "'memory.nlist': -2 is out of range (allowed: >= 0)"),
     ("data.max_len=0", "'data.max_len': 0 is out of range (allowed: >= 1)"),
     ("data.max_len=-3", "'data.max_len': -3 is out of range (allowed: >= 1)"),
     ("data.k_core=-5", "'data.k_core': -5 is out of range (allowed: >= 0)"),
@@ -231,10 +231,10 @@ def test_range_ends_are_inclusive_where_declared():
 
 def test_range_error_in_a_yaml_file_names_the_file(tmp_path):
     path = tmp_path / "exp.yaml"
-    path.write_text("memory:\n  nprobe: 0\n")
+    path.write_text("memory:\n  nprobe: -1\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert str(path) in str(err.value) and "'memory.nprobe': 0 is out of range" in str(err.value)
+    assert str(path) in str(err.value) and "'memory.nprobe': -1 is out of range" in str(err.value)
 
 
 def test_every_numeric_setting_declares_its_range():

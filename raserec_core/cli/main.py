@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--index-type", choices=["brute", "flat", "ivf", "ivfpq"])
-    p.add_argument("--nlist", type=int)
-    p.add_argument("--nprobe", type=int)
+    p.add_argument("--index-type", choices=["auto", "brute", "flat", "ivf", "ivfsq", "ivfpq"],
+                   help="auto (default): from the bank's size, the paper's ivf below 1M entries")
+    p.add_argument("--nlist", type=int, help="0: from the bank's size")
+    p.add_argument("--nprobe", type=int, help="0: from the bank's size")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output even if it holds something other than a memory bank")
 

@@ -26,6 +26,7 @@ from ..storage import atomic_dir, read_json
 from .entries import Entries
 from .index import VectorIndex, build_index, load_index, save_index
 from .retrieval import Retriever
+from .sizing import resolve
 
 FORMAT_VERSION = 1
 
@@ -93,13 +94,16 @@ def build_bank(
     entries: Entries, user_ids: np.ndarray, item_ids: np.ndarray, users: UserState, mem_cfg, encoder_sha256: str,
     dataset_fingerprint: str, max_len: int,
 ) -> MemoryBank:
-    index = build_index(entries.keys, mem_cfg.index_type, mem_cfg.nlist, mem_cfg.nprobe, mem_cfg.pq_m, mem_cfg.allow_fallback)
+    settings, chosen = resolve(mem_cfg, len(entries), int(entries.keys.shape[1]))
+    index = build_index(entries.keys, settings.kind, settings.nlist, settings.nprobe, settings.pq_m, mem_cfg.allow_fallback)
     meta = {
-        "index_type_requested": mem_cfg.index_type,
+        # What was built with (auto settings resolved: a bank that grows keeps them); chosen_by_size names those.
+        "index_type_requested": settings.kind,
         "allow_fallback": mem_cfg.allow_fallback,
-        "nlist": mem_cfg.nlist,
-        "nprobe": mem_cfg.nprobe,
-        "pq_m": mem_cfg.pq_m,
+        "nlist": settings.nlist,
+        "nprobe": settings.nprobe,
+        "pq_m": settings.pq_m,
+        "chosen_by_size": chosen,
         "encoder_sha256": encoder_sha256,
         "dataset_fingerprint": dataset_fingerprint,
         "max_len": max_len,
@@ -170,6 +174,7 @@ def is_bank(folder: str | Path) -> bool:
 
 
 def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True) -> MemoryBank:
+    """``nprobe`` (None or 0: the bank's own) is the one its index searches with."""
     import pyarrow.parquet as pq
 
     from ..data.artifact import read_ids
@@ -213,6 +218,7 @@ def load_bank(folder: str | Path, nprobe: int | None = None, verify: bool = True
     meta_keys = ("index_type_requested", "nlist", "nprobe", "pq_m", "encoder_sha256", "dataset_fingerprint", "max_len")
     meta = {k: manifest[k] for k in meta_keys}
     meta["allow_fallback"] = manifest.get("allow_fallback", True)  # banks written before the key fell back
-    if nprobe is not None:
+    meta["chosen_by_size"] = manifest.get("chosen_by_size", [])  # banks written before memory.index_type auto
+    if nprobe:  # None or 0: the nprobe the bank was built with
         meta["nprobe"] = nprobe
     return MemoryBank(entries, index, read_ids(folder / "users.parquet"), read_ids(folder / "items.parquet"), users, added, meta)

@@ -1,7 +1,7 @@
 """Vector indexes behind one interface: ``add``, ``search(queries, k) -> (scores, ids)``, ``save``, ``load``.
 
 Similarity is the inner product of L2-normalised vectors (cosine), as the reference (docs/method.md §3). The brute
-force torch index is the reference implementation; the faiss ones (Flat, IVF-Flat, IVF-PQ) are what runs
+force torch index is the reference implementation; the faiss ones (Flat, IVF-Flat, IVF-SQ8, IVF-PQ) are what runs
 in production. Missing results are id -1 with score -inf. faiss is imported in this module only.
 """
 
@@ -78,10 +78,33 @@ class BruteForceIndex:
 
 
 class FaissIndex:
-    """faiss Flat / IVF-Flat / IVF-PQ over normalised vectors with inner-product metric."""
+    """faiss Flat / IVF-Flat / IVF-SQ8 / IVF-PQ over normalised vectors with inner-product metric."""
 
     def __init__(self, index, kind: str):
         self.index, self.kind = index, kind
+
+    @classmethod
+    def empty(cls, kind: str, dim: int, nlist: int = 128, nprobe: int = 1, pq_m: int = 8) -> FaissIndex:
+        """An untrained index: ``train`` it on a sample, then ``add`` the bank in chunks (bounded memory)."""
+        import faiss
+
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "ivf":
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        elif kind == "ivfsq":  # one byte per dimension: a quarter of IVF-Flat's memory, little recall lost
+            index = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
+        elif kind == "ivfpq":
+            if dim % pq_m:
+                raise MemoryBankError(f"memory.pq_m={pq_m} does not divide the key dimension {dim} (IVF-PQ splits each key into pq_m parts)")
+            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raise ValueError(f"unknown faiss index type {kind!r}")
+        out = cls(index, kind)
+        out.set_nprobe(nprobe)
+        return out
 
     @classmethod
     def build(
@@ -90,13 +113,11 @@ class FaissIndex:
     ) -> FaissIndex:
         """``allow_fallback``: build an exact Flat index (with a warning) where ``kind`` needs more
         training entries than the bank holds; without it that is an error."""
-        import faiss
-
         x = normalize(vectors).numpy()
         n, dim = x.shape
         # PQ trains 2**8 centroids per sub-quantizer: faiss refuses fewer training points than that.
-        needed = MIN_POINTS_PER_LIST * nlist if kind == "ivf" else max(MIN_POINTS_PER_LIST * nlist, 256)
-        if kind in {"ivf", "ivfpq"} and n < needed:
+        needed = max(MIN_POINTS_PER_LIST * nlist, 256) if kind == "ivfpq" else MIN_POINTS_PER_LIST * nlist
+        if kind in {"ivf", "ivfsq", "ivfpq"} and n < needed:
             if not allow_fallback:
                 raise MemoryBankError(
                     f"memory bank has {n} entries, fewer than the {needed} that {kind} with nlist={nlist} needs "
@@ -109,19 +130,21 @@ class FaissIndex:
                 "Flat index instead (memory.allow_fallback)", n, needed, kind, nlist,
             )
             kind = "flat"
-        if kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "ivf":
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        elif kind == "ivfpq":
-            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        else:
-            raise ValueError(f"unknown faiss index type {kind!r}")
-        if kind != "flat":
-            index.train(x)
-            index.nprobe = nprobe
-        index.add(x)
-        return cls(index, kind)
+        out = cls.empty(kind, dim, nlist, nprobe, pq_m)
+        # The whole bank goes to faiss, which draws its own sample of at most 256 per list (seeded): the
+        # indexes of banks built before `empty`/`train` existed are rebuilt bit for bit.
+        out.index.train(x)
+        out.index.add(x)
+        return out
+
+    def train(self, vectors: torch.Tensor) -> None:
+        """Train the coarse quantizer (and PQ codebooks) on a sample; a no-op for Flat."""
+        self.index.train(normalize(vectors).numpy())
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """IVF lists visited per query (no effect on Flat)."""
+        if hasattr(self.index, "nprobe"):
+            self.index.nprobe = nprobe
 
     @property
     def ntotal(self) -> int:
@@ -149,10 +172,10 @@ class FaissIndex:
     def load(cls, path: Path, kind: str, nprobe: int | None = None) -> FaissIndex:
         import faiss
 
-        index = faiss.read_index(str(path))
-        if nprobe is not None and hasattr(index, "nprobe"):
-            index.nprobe = nprobe
-        return cls(index, kind)
+        out = cls(faiss.read_index(str(path)), kind)
+        if nprobe:  # None or 0: the nprobe the index was saved with
+            out.set_nprobe(nprobe)
+        return out
 
 
 def build_index(

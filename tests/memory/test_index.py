@@ -69,6 +69,35 @@ def test_ivf_with_nprobe_equal_to_nlist_agrees_with_exact_search():
     torch.testing.assert_close(s_i, s_b, atol=1e-5, rtol=0)
 
 
+def test_ivf_sq8_with_every_list_probed_finds_the_exact_neighbours_up_to_its_8_bit_codes():
+    nlist = 4
+    x, q = rand(MIN_POINTS_PER_LIST * nlist + 44, 8), rand(25, 9)
+    sq = build_index(x, "ivfsq", nlist=nlist, nprobe=nlist)
+    assert sq.kind == "ivfsq" and isinstance(sq.index, faiss.IndexIVFScalarQuantizer) and sq.ntotal == 200
+    s_q, i_q = sq.search(q, 10)
+    s_b, i_b = build_index(x, "brute").search(q, 10)
+    overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(i_q, i_b)) / i_b.numel()
+    assert overlap >= 0.9  # 8-bit codes reorder near ties only
+    torch.testing.assert_close(s_q[:, 0], s_b[:, 0], atol=0.02, rtol=0)
+
+
+def test_an_index_trained_on_a_sample_and_added_in_chunks_holds_the_whole_bank():
+    x = rand(600, 10)
+    index = FaissIndex.empty("ivf", DIM, nlist=4, nprobe=4)
+    index.train(x[:200])
+    for part in x.split(150):
+        index.add(part)
+    assert index.ntotal == 600 and index.index.is_trained
+    assert torch.equal(index.search(x[:5], 1)[1].flatten(), torch.arange(5))  # each vector finds itself
+    index.set_nprobe(2)
+    assert index.index.nprobe == 2
+
+
+def test_a_pq_code_size_that_does_not_divide_the_dimension_is_a_clear_error():
+    with pytest.raises(MemoryBankError, match="memory.pq_m=5 does not divide the key dimension 16"):
+        FaissIndex.empty("ivfpq", DIM, nlist=4, pq_m=5)
+
+
 @pytest.mark.parametrize(("kind", "n", "needed"), [
     ("ivf", MIN_POINTS_PER_LIST * 4 - 1, MIN_POINTS_PER_LIST * 4),  # one short of 39 x nlist
     ("ivfpq", 255, 256),  # enough for 4 lists, one short of PQ's 256 training points
