@@ -56,6 +56,7 @@ PLAN = [
     ("sports-fast-2020", "fast"),
     ("sports-fast-2021", "fast"),
     ("sports-fast-2022", "fast"),
+    ("sports-fast128-2020", "fast"),
 ]
 
 
