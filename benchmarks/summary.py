@@ -3,7 +3,7 @@
 Prints Markdown: one row per recorded seed, then the mean over the seeds recorded so far (n of 3),
 with the pass mark and, for RaSeRec, the gain over the stage-1 encoders of the same seeds.
 
-    python benchmarks/summary.py
+    python benchmarks/summary.py [--field]
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def group_table(title: str, runs: list[str], variant: str | None, mark: dict | N
 
 def main() -> int:
     stage1, stage2 = load_jsonl(STAGE1), load_jsonl(STAGE2)
-    print("\n".join(group_table(*g, stage1, stage2) for g in GROUPS))
+    # --field: the default configuration's groups only (RESULTS.md, "Field protocol")
+    groups = [g for g in GROUPS if g[1] in (BEAUTY_FAST, SPORTS_FAST)] if "--field" in sys.argv[1:] else GROUPS
+    print("\n".join(group_table(*g, stage1, stage2) for g in groups))
     return 0
 
 
