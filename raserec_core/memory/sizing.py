@@ -33,16 +33,15 @@ PAPER = IndexSettings("ivf", 128, 1, 8)
 SMALL_BANK = 1_000_000
 # Bytes of vector codes an auto index may hold: IVF-Flat (4 bytes a dimension) up to it, then IVF-SQ8
 # (1 byte a dimension; recall@20 0.945 against Flat's 0.974 at 1M, 16 probes), then IVF-PQ (32 bytes reached
-# only 0.86 at 1M: past 1 GiB of SQ8 codes recall is traded for memory). A 10M-entry 64-dim IVF-SQ8 index is
-# projected at ≈ 1.4 GB peak resident with Python, torch and faiss (0.23 GB; 3M measured 0.71 GB), under the
-# 1.5 GB goal; IVF-Flat would hold 2.6 GB of vectors. (The bank's keys and values are loaded beside it.)
+# only 0.86 at 1M: past 1 GiB of SQ8 codes recall is traded for memory). A 10M-entry 64-dim IVF-SQ8 index
+# measured 1,494 MiB peak resident with Python, torch and faiss (0.25 GB of it), within the 1.5 GB goal;
+# IVF-Flat would hold 2.6 GB of vectors. (The bank's keys and values are loaded beside it.)
 INDEX_MEMORY = 1 << 30
 # From 1M entries: √N lists, not faiss's 4-16 √N: assigning each entry to its list costs O(nlist), and on
 # 2 cores 4096 lists at 1M took 7.6x longer to build than 1024 (42.5 s vs 5.6 s) for recall@20 higher by
-# about 0.01 at the same nprobe (queries are faster, but both stay far under 1 ms). At √N a 10M bank's build
-# is projected at ≈ 5 min against the 10-minute goal (from 1M and 3M); 4√N would be ≈ 4x that. 16 probes
-# gave recall@20 0.974 (IVF-Flat) and 0.945 (IVF-SQ8) at 1M, 0.946 (IVF-SQ8) at 3M, 0.25 / 0.20 ms a query
-# batched; a 10M bank scans 2.5x more a query than 1M.
+# about 0.01 at the same nprobe (queries are faster, but both stay far under 1 ms). At √N a 10M bank built
+# in 42 s against the 10-minute goal. 16 probes gave recall@20 0.974 (IVF-Flat) and 0.945 (IVF-SQ8) at 1M,
+# 0.946 (IVF-SQ8) at 3M and 0.939 (IVF-SQ8) at 10M, at 0.25, 0.14, 0.20 and 0.11 ms a query batched.
 NPROBE = 16
 
 
