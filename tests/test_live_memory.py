@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 faiss = pytest.importorskip("faiss")
 from infra_fixtures import mlflow_store  # noqa: E402,F401
 
-from raserec_core import steps  # noqa: E402
+from raserec_core import memory_steps  # noqa: E402
 from raserec_core.cli.main import main  # noqa: E402
 
 FINETUNE = ["finetune.epochs=1", "finetune.batch_size=32", "finetune.top_k=4", "finetune.inner_size=32"]
@@ -216,7 +216,7 @@ def test_the_step_needs_the_models_dataset(mlflow_store, weak, small_dataset_dir
     fresh = slice_csv.with_name("fresh.csv")
     fresh.write_text("user_id,item_id,timestamp\n3,5,1000\n3,6,1001\n")
     with pytest.raises(StepError, match=f"{small_dataset_dir}: not the dataset models:/live-weak@champion was trained on"):
-        steps.memory_add_registered("models:/live-weak@champion", fresh, small_dataset_dir, load_config(None, []), "cpu", uri)
+        memory_steps.memory_add_registered("models:/live-weak@champion", fresh, small_dataset_dir, load_config(None, []), "cpu", uri)
 
 
 def test_the_folder_form_needs_its_bank_and_output(trained_model_dir, slice_csv, capsys):

@@ -244,7 +244,7 @@ def run_step(args: argparse.Namespace) -> dict:
 
 def memory_add(args: argparse.Namespace, cfg, device) -> dict:
     """``raserec memory add`` in its folder form or, for a ``models:/`` URI, its registered form."""
-    from raserec_core import steps
+    from raserec_core import memory_steps
     from raserec_core.errors import StepError
     from raserec_core.tracking.live import is_registered
 
@@ -254,7 +254,7 @@ def memory_add(args: argparse.Namespace, cfg, device) -> dict:
         if missing or extra:
             raise StepError(f"memory add --model {args.model} (a folder): needs --memory and --output"
                             + (f", takes no {' '.join(extra)}" if extra else ""))
-        return steps.memory_add(
+        return memory_steps.memory_add(
             args.memory, args.model, args.interactions, args.output, cfg, device, args.strict, overwrite=args.overwrite
         )
     extra = [f"--{n}" for n in ("memory", "output") if getattr(args, n)] + (["--overwrite"] if args.overwrite else [])
@@ -267,7 +267,7 @@ def memory_add(args: argparse.Namespace, cfg, device) -> dict:
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not tracking_uri:
         raise StepError(f"memory add --model {args.model}: needs --tracking-uri or MLFLOW_TRACKING_URI")
-    return steps.memory_add_registered(args.model, args.interactions, args.data, cfg, device, tracking_uri, args.strict)
+    return memory_steps.memory_add_registered(args.model, args.interactions, args.data, cfg, device, tracking_uri, args.strict)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,10 @@
 """Live memory for a registered model, the MLflow side: resolve ``models:/NAME@ALIAS`` (or ``/VERSION``),
 download its recommender folder, and register the grown folder as a new version of the same model.
 
-The adding itself is ``steps.memory_add_registered``'s, through the code path of the folder form
+The adding itself is ``memory_steps.memory_add_registered``'s, through the code path of the folder form
 (``memory.dynamic``): no retraining, the bank's trained index only receives the new vectors. A new
 version goes through the registry's gate (``registry.register_version``) like any other, with its own
-measured validation NDCG@10 (what ``steps`` measures is said there), and carries its lineage:
+measured validation NDCG@10 (what ``memory_steps`` measures is said there), and carries its lineage:
 
 - ``raserec.parent_version``: the version it was grown from;
 - ``raserec.interactions_sha256``: ``memory.dynamic.interactions_sha256`` of the added rows;

@@ -252,7 +252,7 @@ def test_strict_makes_unknown_items_an_error(added, finetuned_dir, tiny_args, tm
 
 def test_a_new_users_first_item_gives_no_entry_and_later_items_continue(flat_bank_dir, trained_model_dir, tmp_path):
     from raserec_core.config import Config
-    from raserec_core.steps import memory_add
+    from raserec_core.memory_steps import memory_add
 
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     first.write_text("solo 9\n")  # sequence files: items in time order
@@ -302,8 +302,8 @@ def test_bank_of_another_encoder_is_refused(flat_bank_dir, finetuned_dir, tmp_pa
     import shutil
 
     from raserec_core.config import Config
+    from raserec_core.memory_steps import StepError, memory_add
     from raserec_core.recommender import Recommender
-    from raserec_core.steps import StepError, memory_add
 
     other = tmp_path / "other_bank"
     shutil.copytree(flat_bank_dir, other)
