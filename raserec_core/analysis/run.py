@@ -4,6 +4,7 @@ the report from all rows (``run_point`` and ``finish``: what the pipeline varian
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,37 @@ def run_analysis(name: str, ws: Workspace, options: dict[str, Any], tracking_uri
     record = finish(name, ws.output, rows, options, tracking_uri, experiment)
     return {"analysis": name, "output": str(ws.output), "rows": len(rows),
             **({"mlflow_run_id": record["mlflow_run_id"]} if "mlflow_run_id" in record else {})}
+
+
+MEASURED = ("dump", "entries", "retrieval_s")  # a row's measurements besides its metrics (keys holding "@")
+
+
+def setting_of(row: dict[str, Any]) -> str:
+    """What a row was measured for (its settings, without its measurements), as a comparable key."""
+    return json.dumps({k: v for k, v in row.items() if "@" not in k and k not in MEASURED}, sort_keys=True)
+
+
+def _order(row: dict[str, Any]) -> tuple:
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
+                 for _, v in sorted((k, v) for k, v in row.items() if "@" not in k and k not in MEASURED))
+
+
+def merge(folders: list[Path], output: Path) -> dict[str, Any]:
+    """Outputs of one analysis over the same inputs, measured for different settings, united into
+    ``output`` (figures, CSVs and report rewritten): an analysis extended without recomputing what was
+    measured. A setting measured in several folders takes the last folder's rows; option lists are united."""
+    records = [json.loads((Path(f) / "result.json").read_text(encoding="utf-8")) for f in folders]
+    names = {r["name"] for r in records}
+    if len(names) != 1:
+        raise ConfigError(f"merge: the folders hold different analyses ({', '.join(sorted(names))})")
+    name = names.pop()
+    rows: dict[str, dict[str, Any]] = {}
+    options: dict[str, Any] = {}
+    for record in records:
+        rows.update((setting_of(r), r) for r in record["rows"])
+        for k, v in record["options"].items():
+            options[k] = list(dict.fromkeys([*options.get(k, []), *v])) if isinstance(v, list) else v
+    for k, v in options.items():
+        if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+            options[k] = sorted(v)
+    return finish(name, Path(output), sorted(rows.values(), key=_order), options)
