@@ -138,7 +138,7 @@ def metadata_facts(result: Mapping[str, Any]) -> dict[str, Any]:
     """Small scalar facts of a step result for artifact metadata (MLflow-style keys, no nesting)."""
     from raserec_core.config import flatten
     from raserec_core.evaluation.metrics import mlflow_key
-    from raserec_core.tracking.runs import is_sensitive, scrub
+    from raserec_core.tracking.secrets import is_sensitive, scrub
 
     out: dict[str, Any] = {}
     for key, value in flatten(result, sep="_").items():
@@ -261,6 +261,7 @@ def pipeline_task(
 ) -> Iterator[StepTask]:
     """Run one pipeline step inside its MLflow run; see the module docstring."""
     from raserec_core.tracking import runs
+    from raserec_core.tracking.secrets import credentials_to_env
 
     # In a task, kfp's executor has configured the root logger without logger names; ours replaces it, so
     # that ``raserec run`` can tell our lines (``raserec.*``) from kfp's and MLflow's.
@@ -272,7 +273,7 @@ def pipeline_task(
 
         device = resolve_device(cfg.device)
     run_id = runs.check_run_id(resolve_run_id(pipeline_run_id, kfp_run_id))
-    tracking_uri = runs.credentials_to_env(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
+    tracking_uri = credentials_to_env(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
     if not tracking_uri:
         raise ValueError(f"{step}: no MLflow tracking URI (pass mlflow_tracking_uri or set MLFLOW_TRACKING_URI)")
     sections = cfg.section(*STEP_SECTIONS[step])
@@ -321,7 +322,7 @@ def run_component(step: str, args: Mapping[str, Any]) -> tuple | None:
         result, outputs = _call(step, t, ports, values)
         t.record(result, **outputs)
         if step == "preprocess":  # the data as given (the step read a local copy of an s3:// URI)
-            from raserec_core.tracking.runs import scrub
+            from raserec_core.tracking.secrets import scrub
 
             ports["dataset"].metadata["data_uri"] = scrub(values["data_uri"])
             _log_dataset(t.run, t.run.run_id, ports["dataset"].metadata)
@@ -400,7 +401,7 @@ def _log_dataset(run: Any, run_id: str, dataset: Mapping[str, Any]) -> None:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
-    from raserec_core.tracking.runs import scrub
+    from raserec_core.tracking.secrets import scrub
 
     source = scrub(str(dataset.get("data_uri") or dataset.get("source", "")))
     fingerprint = str(dataset.get("fingerprint", ""))

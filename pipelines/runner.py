@@ -23,7 +23,7 @@ def local_tracking(root: Path, experiment: str, tracking_uri: str = "") -> str:
     if not tracking_uri:
         tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         location = (root / "mlartifacts").as_uri()
-    from raserec_core.tracking.runs import client, ensure_experiment
+    from raserec_core.tracking.store import client, ensure_experiment
 
     ensure_experiment(client(tracking_uri), experiment, location)
     return tracking_uri
@@ -67,8 +67,9 @@ def run_local(
 def pipeline_run_record(tracking_uri: str, experiment: str, pipeline_run_id: str) -> dict[str, Any]:
     """The pipeline run's MLflow parent run id and its test metrics (``test/ndcg@10``: raw names)."""
     from raserec_core.tracking import runs
+    from raserec_core.tracking.store import client
 
-    c = runs.client(tracking_uri)
+    c = client(tracking_uri)
     exp = c.get_experiment_by_name(experiment)
     parent = runs.find_parent(c, exp.experiment_id, pipeline_run_id) if exp and pipeline_run_id else None
     if parent is None:

@@ -1,6 +1,6 @@
 """Credentials in URIs never reach what we write: ``scheme://user:password@host`` becomes
 ``scheme://***@host`` in log lines (``RedactingFilter``), result JSON (``redact_tree``) and MLflow params
-and tags (``tracking.runs.safe_params``).
+and tags (``tracking.secrets.safe_params``).
 
 Light on purpose (``re`` and ``logging`` only): the command line installs the filter before it imports
 anything heavy.

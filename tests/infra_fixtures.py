@@ -73,7 +73,7 @@ def mlflow_store(tmp_path_factory):
     """A SQLite MLflow store in a temp folder, copied from a session-wide migrated template.
 
     Yields ``(tracking_uri, artifact_root)``; experiments must be created with an artifact location
-    under ``artifact_root`` (``tracking.runs.ensure_experiment`` does) so nothing lands in ./mlruns.
+    under ``artifact_root`` (``tracking.store.ensure_experiment`` does) so nothing lands in ./mlruns.
     MLFLOW_TRACKING_URI points at it while it lives.
     """
     import shutil

@@ -129,10 +129,11 @@ def test_six_components_log_one_parent_and_six_nested_runs(mlflow_store, s3_buck
     from mlflow import MlflowClient
 
     from raserec_core.tracking import runs
+    from raserec_core.tracking.store import ensure_experiment
 
     uri, art = mlflow_store
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY_EXTRA", SECRET_VALUE)
-    runs.ensure_experiment(MlflowClient(uri), "glue", (art / "glue").as_uri())
+    ensure_experiment(MlflowClient(uri), "glue", (art / "glue").as_uri())
     s3 = boto3.client("s3")
     s3.put_object(Bucket=s3_bucket, Key="raw/toy.txt", Body=b"u1 i1 i2 i3\n")
     common = dict(config_yaml=tiny_config().to_yaml(), mlflow_tracking_uri=uri, mlflow_experiment="glue",
@@ -239,9 +240,10 @@ def test_register_logs_runs_for_cached_upstream_steps(mlflow_store, tmp_path, mo
     from mlflow import MlflowClient
 
     from raserec_core.tracking import runs
+    from raserec_core.tracking.store import ensure_experiment
 
     uri, art = mlflow_store
-    runs.ensure_experiment(MlflowClient(uri), "cached", (art / "cached").as_uri())
+    ensure_experiment(MlflowClient(uri), "cached", (art / "cached").as_uri())
     monkeypatch.setattr(steps, "register", _Recorder({"version": "1", "alias": "champion"}), raising=False)
     meta = {"valid_ndcg_at_10": 0.3, "pipeline_run_id": "older-run", "config": json.dumps({"model": {"backbone": "gru4rec", "n_layers": 3}})}
     _component("register").python_func(

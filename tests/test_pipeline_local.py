@@ -59,7 +59,7 @@ def local_runs(tmp_path_factory, mlflow_store, moto_endpoint):
     import boto3
     from mlflow import MlflowClient
 
-    from raserec_core.tracking.runs import ensure_experiment
+    from raserec_core.tracking.store import ensure_experiment
 
     uri, art = mlflow_store
     work = tmp_path_factory.mktemp("local-pipeline")

@@ -18,7 +18,7 @@ import pytest
 from infra_fixtures import TINY_OVERRIDES, write_toy_interactions
 
 from raserec_core.redact import RedactingFilter, install_log_filter, redact, redact_tree
-from raserec_core.tracking.runs import credentials_to_env
+from raserec_core.tracking.secrets import credentials_to_env
 
 PASSWORD = "pa55-Do-Not-Log-93b1"
 

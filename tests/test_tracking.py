@@ -13,7 +13,9 @@ import pytest
 import torch
 from infra_fixtures import SECRET_VALUE, mlflow_store, tiny_config, toy_dataset, toy_encoder  # noqa: F401
 
-from raserec_core.tracking.runs import flatten, metric_values, safe_params, scrub
+from raserec_core.config import flatten
+from raserec_core.tracking.runs import metric_values
+from raserec_core.tracking.secrets import safe_params, scrub
 
 
 def test_safe_params_drop_secrets_and_url_credentials():

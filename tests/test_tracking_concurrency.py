@@ -68,9 +68,10 @@ def test_concurrent_runs_on_a_fresh_root_open_the_store_once(tmp_path, monkeypat
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert _run_all(_open_store_and_start, [(str(tmp_path), i) for i in range(4)]) == []
     from raserec_core.tracking import runs
+    from raserec_core.tracking.store import client
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = runs.client(uri)
+    c = client(uri)
     exp = c.get_experiment_by_name("concurrent").experiment_id
     assert sorted(r.data.tags[runs.TAG_RUN] for r in c.search_runs([exp]) if r.data.tags[runs.TAG_ROLE] == "pipeline") == [
         f"pipe-{i}" for i in range(4)]

@@ -125,7 +125,8 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines import runner
 
     from ..storage import is_s3
-    from ..tracking.runs import check_run_id, credentials_to_env
+    from ..tracking.runs import check_run_id
+    from ..tracking.secrets import credentials_to_env
     from .allocator import mimalloc_for_children
     from .console import RunConsole, route_logs
 

@@ -15,7 +15,7 @@ def log_analysis(tracking_uri: str, experiment: str, name: str, folder: Path, ro
     import re
 
     from ..evaluation.metrics import mlflow_key
-    from .runs import client, ensure_experiment
+    from .store import client, ensure_experiment
 
     c = client(tracking_uri)
     run = c.create_run(ensure_experiment(c, experiment), run_name=f"analysis-{name}", tags={"raserec.analysis": name})

@@ -41,7 +41,8 @@ def resolve(tracking_uri: str, model_uri: str):
     """The ``ModelVersion`` that ``model_uri`` names; a one-line error naming it if there is none."""
     from mlflow.exceptions import MlflowException
 
-    from .runs import client, scrub
+    from .secrets import scrub
+    from .store import client
 
     m = _URI.match(model_uri)
     if m is None:
@@ -58,7 +59,7 @@ def resolve(tracking_uri: str, model_uri: str):
 def find_addition(tracking_uri: str, mv, interactions_sha: str):
     """The version that is ``mv`` grown by the interactions ``interactions_sha`` (``mv`` itself when it was
     made so), or None."""
-    from .runs import client
+    from .store import client
 
     if mv.tags.get(TAG_INTERACTIONS) == interactions_sha:
         return mv
@@ -70,7 +71,7 @@ def find_addition(tracking_uri: str, mv, interactions_sha: str):
 def reused(tracking_uri: str, mv) -> dict[str, Any]:
     """The registration facts of an existing version (``reused``: nothing was registered)."""
     from .registry import reused_version
-    from .runs import client
+    from .store import client
 
     return {**reused_version(client(tracking_uri), mv), "parent_version": mv.tags.get(TAG_PARENT, "")}
 
@@ -99,7 +100,8 @@ def register_grown(
     register it as a new version of the parent's model with ``lineage`` tags, and gate it."""
     from . import model_folder
     from .registry import TAG_MODEL_SHA, content_sha256, log_folder, register_version
-    from .runs import client, end_pipeline, start_step
+    from .runs import end_pipeline, start_step
+    from .store import client
 
     c = client(tracking_uri)
     if not parent.run_id:

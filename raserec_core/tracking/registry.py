@@ -6,7 +6,7 @@ from model version tags; otherwise it takes ``challenger``. A champion trained o
 not comparable, so it is kept (promote by hand with ``set_registered_model_alias``). The first version
 of a model is its champion.
 
-The gate reads, compares and sets the alias under the store's lock (``runs.store_lock``), so concurrent
+The gate reads, compares and sets the alias under the store's lock (``store.store_lock``), so concurrent
 registrations always leave the best-scoring version as champion. For a SQLite store the lock is a file
 beside the database; for a remote tracking server it orders the registrations of one machine only:
 registrations from several machines at the same moment can still race (MLflow has no compare-and-set
@@ -51,7 +51,7 @@ def current_champion(mlflow_client, name: str):
 def gate(mlflow_client, name: str, version: str, score: float, fingerprint: str) -> dict[str, Any]:
     """Give ``version`` the alias ``champion`` or ``challenger`` (under the store's lock); returns the
     decision and why."""
-    from .runs import store_lock
+    from .store import store_lock
 
     with store_lock(mlflow_client.tracking_uri):
         return _gate(mlflow_client, name, version, score, fingerprint)
@@ -135,7 +135,7 @@ def register_version(
 
     import mlflow
 
-    from .runs import client, store_lock
+    from .store import client, store_lock
 
     if not math.isfinite(score):
         raise ValueError(f"validation NDCG@10 must be a finite number, got {score!r}")
@@ -164,7 +164,8 @@ def register_model(
     import mlflow
 
     from . import model_folder
-    from .runs import TAG_RUN, client, store_lock
+    from .runs import TAG_RUN
+    from .store import client, store_lock
 
     c = client(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)

@@ -7,36 +7,25 @@ step's run ``raserec.role = step`` and ``raserec.step = <name>`` plus MLflow's o
 share a parent. A step that Kubeflow served from its cache does not run at all; a later step that
 receives its artifacts logs a run for it from their metadata (tagged ``raserec.cached = true``).
 
-Parameters are the flattened resolved config; any key naming a secret (``SECRET``, ``PASSWORD``,
-``TOKEN``, ``ACCESS_KEY``) is dropped and credentials in URLs are masked (``raserec_core.redact``), so
-nothing secret reaches MLflow. The credentials of an ``http(s)://user:password@host`` tracking URI move
-to ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (``credentials_to_env``), which MLflow
-reads, so the URI that travels (pipeline parameters, kfp's executor input, MLflow's "View run" lines) has
-none. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` -> ``valid_ndcg_at_10``):
-MLflow rejects ``@``.
-
-Concurrency: a fresh SQLite store is created and migrated by the first ``client`` of a process under
-``store_lock`` (a ``flock`` on ``<db>.lock`` beside the database), so pipeline runs started at once on a
-fresh root do not migrate it twice. Other stores lock a file in the temp folder named by the URI's hash:
-that orders processes of one machine only.
+Parameters and tags pass through ``secrets.safe_params`` (nothing secret reaches MLflow); the store
+and its lock are ``store``'s. Metric names use ``evaluation.metrics.mlflow_key`` (``valid/ndcg@10`` ->
+``valid_ndcg_at_10``): MLflow rejects ``@``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import math
 import re
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import flatten
+from .secrets import is_sensitive, safe_params, scrub
+from .store import client, ensure_experiment
 
 log = logging.getLogger("raserec.tracking")
 
@@ -48,52 +37,10 @@ TAG_FINGERPRINT = "raserec.dataset_fingerprint"
 TAG_ALLOCATOR = "raserec.allocator"  # the step process's malloc: "mimalloc" or "system"
 TAG_WRITER = "raserec.writer"  # <pid>@<host> of the process running a step (storage.locks.writer_tag)
 PARENT_TAG = "mlflow.parentRunId"
-SENSITIVE = ("SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY")
 _RUN_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 
-# ----- what may be logged -----------------------------------------------------------------------
-
-
-def is_sensitive(key: str) -> bool:
-    upper = key.upper()
-    return any(word in upper for word in SENSITIVE)
-
-
-def scrub(value: str) -> str:
-    """Mask ``user:password@`` in every URL in ``value`` (``redact.redact``)."""
-    from ..redact import redact
-
-    return redact(value)
-
-
-def credentials_to_env(tracking_uri: str) -> str:
-    """``http(s)://user:password@host/...`` -> ``http(s)://host/...``, the credentials moved to
-    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` of this process (and its children). Other
-    URIs are returned as they are (a database URI needs its credentials inline; logs still mask them)."""
-    import os
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(tracking_uri)
-    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
-        return tracking_uri
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
-    if password:
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
-    return urlunsplit(parts._replace(netloc=host))
-
-
-def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Flattened, secrets dropped, URL credentials stripped, values as strings."""
-    out = {}
-    for key, value in flatten(params).items():
-        if is_sensitive(key):
-            continue
-        text = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
-        out[key] = scrub(text)[:6000]
-    return out
+# ----- metric names and pipeline run ids --------------------------------------------------------
 
 
 def metric_values(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -117,62 +64,6 @@ def check_run_id(pipeline_run_id: str) -> str:
 
 
 # ----- experiments and runs ---------------------------------------------------------------------
-
-
-_READY: set[str] = set()  # tracking URIs whose stores this process has opened (MLflow caches them per URI)
-
-
-def store_lock_path(tracking_uri: str) -> Path:
-    """``<db>.lock`` beside a SQLite store; for any other store a file in the temp folder named by the
-    URI's hash (one machine's processes only)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri[len("sqlite:///"):].split("?")[0]
-        if db and db != ":memory:":
-            return Path(db).with_name(Path(db).name + ".lock")
-    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "raserec-locks" / f"mlflow-{digest}.lock"
-
-
-@contextlib.contextmanager
-def store_lock(tracking_uri: str) -> Iterator[None]:
-    """An exclusive lock on the store at ``tracking_uri`` (see ``store_lock_path``); not re-entrant."""
-    from ..storage.locks import file_lock
-
-    with file_lock(store_lock_path(tracking_uri)):
-        yield
-
-
-def client(tracking_uri: str):
-    """An ``MlflowClient``; the first one of a process opens (creates, migrates) the store under its lock."""
-    from mlflow import MlflowClient
-
-    from ..redact import install_log_filter
-
-    install_log_filter()  # MLflow's logger has its own handler, made when mlflow is first imported
-    if not tracking_uri.startswith("sqlite:") or tracking_uri in _READY:
-        return MlflowClient(tracking_uri=tracking_uri)
-    # MLflow creates and migrates a SQLite store when it first opens it (the client's constructor may
-    # already), once for the tracking tables and once for the registry's: two processes doing that at
-    # once break the migration.
-    with store_lock(tracking_uri):
-        c = MlflowClient(tracking_uri=tracking_uri)
-        c.search_experiments(max_results=1)
-        c.search_registered_models(max_results=1)
-    _READY.add(tracking_uri)
-    return c
-
-
-def ensure_experiment(mlflow_client, name: str, artifact_location: str | None = None) -> str:
-    """The experiment's id, created (with ``artifact_location`` if given) when missing."""
-    exp = mlflow_client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.create_experiment(name, artifact_location=artifact_location)
-    except MlflowException:  # created concurrently by another step
-        return mlflow_client.get_experiment_by_name(name).experiment_id
 
 
 def _search(mlflow_client, experiment_id: str, pipeline_run_id: str, role: str, step: str | None = None):

@@ -8,7 +8,7 @@ from typing import Any
 
 def mlflow_run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The MLflow UI's page of a run where the tracking URI is a server, else ``<uri> run <id>``."""
-    from .runs import scrub
+    from .secrets import scrub
 
     uri = scrub(tracking_uri).rstrip("/")
     if uri.startswith(("http://", "https://")):

@@ -163,6 +163,8 @@ def write_best_config(req: TuneRequest, params: dict[str, Any], header: str) -> 
 def tune(req: TuneRequest) -> dict[str, Any]:
     """Run (or resume) the study until it has ``req.trials`` finished trials or ``req.timeout`` passes."""
     from ..tracking import runs
+    from ..tracking.secrets import scrub
+    from ..tracking.store import client, ensure_experiment
 
     space = load_space(req.space)
     cfg = base_config(req)
@@ -173,8 +175,8 @@ def tune(req: TuneRequest) -> dict[str, Any]:
     with _study_lock(req.study_dir):
         study_id = _load_or_write_spec(req.study_dir, _study_spec(req, space, metric))
         uri = req.tracking_uri or f"sqlite:///{(req.study_dir / 'mlflow.db').resolve()}"
-        mlflow = runs.client(uri)
-        exp_id = runs.ensure_experiment(mlflow, req.experiment)
+        mlflow = client(uri)
+        exp_id = ensure_experiment(mlflow, req.experiment)
         parent = runs.parent_run(
             mlflow, exp_id, study_id, params={"base": cfg.to_dict()},
             tags={"raserec.study_dir": str(req.study_dir.resolve()), "raserec.metric": metric,
@@ -195,7 +197,7 @@ def tune(req: TuneRequest) -> dict[str, Any]:
             raise
         finished = _finished(study) >= req.trials
         result = _result(req, study, metric, finished)
-        result["mlflow"] = {"tracking_uri": runs.scrub(uri), "experiment": req.experiment, "parent_run_id": parent}
+        result["mlflow"] = {"tracking_uri": scrub(uri), "experiment": req.experiment, "parent_run_id": parent}
         if finished:
             summaries = runs.step_runs(mlflow, exp_id, study_id).get("best", [])
             if not summaries or summaries[-1].data.tags.get(TAG_TRIAL) != str(result.get("best_trial")):
