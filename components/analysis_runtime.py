@@ -1,5 +1,6 @@
 """What the analysis pipeline's tasks run (pipelines/analysis.py): one task per setting, then one for the
-report. The six stages' runtime is ``components.runtime``; these two share its config and log format."""
+report. The six stages' runtime is ``components.runtime``; these two share its log format and its config
+(``components.config``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import logging
 import os
 from pathlib import Path
 
-from components.runtime import LOG_FORMAT, pipeline_config
+from components.config import pipeline_config
+from components.runtime import LOG_FORMAT
 
 
 def analysis_point(name: str, setting_json: str, options_json: str, inputs_json: str, output: str, cache: str,

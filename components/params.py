@@ -1,7 +1,7 @@
 """The one table of the pipeline's parameters: each row is a pipeline parameter and the components it reaches.
 
 Every component signature (``components/factory.py``), the pipeline's signature and wiring
-(``pipelines/raserec.py``) and the runtime's config overrides (``components/runtime.py``) are read from
+(``pipelines/raserec.py``) and the components' config overrides (``components/config.py``) are read from
 ``PARAMS``, so a new setting is one row here (then ``raserec pipeline compile``).
 
 A row names only the steps whose computation the parameter changes: kfp keys its cache on a task's

@@ -5,18 +5,15 @@ A component's body is ``run_component("<step>", locals())`` (``components/factor
 into ``raserec_core.steps`` (``_call``) and records the result. Like ``raserec_core.cli`` for the command
 line, this is the only place a component reads the environment (``MLFLOW_TRACKING_URI`` when no URI is
 passed) and picks the device. It never imports kfp: artifacts are used through ``.path`` and
-``.metadata``.
+``.metadata``. The config a step resolves is ``config.py``'s, what its artifacts' metadata carries is
+``metadata.py``'s, and a training step compiled with a Trainer job trains through ``trainjob.py``.
 
 What ``pipeline_task`` does around the step:
 
-- resolves the config: the YAML string (the whole resolved config, or empty for the defaults) plus the
-  step's typed overrides from the parameter table (``components/params.py``); an override left at its
-  "unset" value (``""``, ``0``, a negative number) keeps the config's value;
+- resolves the config (``config.pipeline_config``);
 - opens the step's nested MLflow run under the pipeline run's parent (``tracking.runs``), first logging
   a run for every upstream step that Kubeflow served from its cache (from the artifacts' metadata);
-  the step logs the config sections it computes from (``STEP_SECTIONS``) on its run and on the parent,
-  and puts them in its output artifacts' metadata, so the parent holds the whole config even when
-  upstream steps came from the cache;
+  the step logs the config sections it computes from (``STEP_SECTIONS``) on its run and on the parent;
 - marks the run and the parent run FAILED (KILLED on SIGTERM or Ctrl-C) and re-raises on an exception
   (a retry, or a resubmission with the same pipeline run id, reopens the parent); on success ``record`` has logged the step's
   results, and the run is FINISHED (the last step closes the parent run too, after writing the run's
@@ -28,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -38,27 +34,17 @@ from typing import Any
 
 from raserec_core.config import Config
 
-from .params import PARAMS, Param, is_unset, overrides, step_params
+from .config import STEP_SECTIONS, pipeline_config
+from .metadata import close_pipeline, config_sections, log_dataset, metadata_facts, schema_title
+from .params import overrides, step_params
+from .trainjob import TRAINJOB_ENV, train_on_cluster
 
 log = logging.getLogger("raserec.task")
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # as the command line's: raserec run reads it
 VALID_METRIC = "valid/ndcg@10"  # what the register gate compares
-TRAINJOB_ENV = "RASEREC_TRAINJOB"  # set on a training step compiled to run as a Kubeflow Trainer job
 FINAL_STEP = "register"  # closes the parent run
-_METADATA_STR_MAX = 512
 
-# The config sections each step computes from: its MLflow run logs them as parameters, and so does the
-# parent run (first writer wins; they agree, because a step lists a section only when it takes every
-# table parameter that overrides a key of it: a test checks this against the table).
-STEP_SECTIONS = {
-    "preprocess": ("data",),
-    "pretrain": ("seed", "device", "data", "model", "pretrain", "eval"),
-    "index": ("seed", "device", "data", "memory"),
-    "finetune": ("seed", "device", "data", "finetune", "eval"),
-    "evaluate": ("device", "eval"),
-    "register": ("device",),
-}
 # Each step's input artifacts and the step that produced them (evaluate without a memory bank
 # evaluates the stage-1 model: its ``model`` is then pretrain's).
 INPUTS = {
@@ -70,35 +56,6 @@ INPUTS = {
     "register": {"data": "preprocess", "pretrained": "pretrain", "memory": "index", "model": "finetune",
                  "metrics": "evaluate"},
 }
-
-
-def pipeline_config(config_yaml: str = "", table: tuple[Param, ...] = PARAMS, **values: Any) -> Config:
-    """The config from a YAML string plus the table's typed overrides (unset ones are skipped)."""
-    import yaml
-
-    from raserec_core.config import ConfigError, load_config
-
-    keys = overrides(table)
-    unknown = sorted(set(values) - set(keys))
-    if unknown:
-        raise ConfigError(f"unknown pipeline override '{unknown[0]}' (known: {', '.join(sorted(keys))})")
-    data = yaml.safe_load(config_yaml) if config_yaml and config_yaml.strip() else {}
-    if not isinstance(data, dict):
-        raise ConfigError("config_yaml: expected a mapping at the top level")
-    tree: dict[str, Any] = {}
-    for name, value in values.items():
-        if is_unset(value):
-            continue
-        section, key = keys[name].split(".")
-        tree.setdefault(section, {})[key] = value
-    return load_config(None, _merge(data, tree))
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def resolve_run_id(pipeline_run_id: str, kfp_run_id: str) -> str:
@@ -134,26 +91,6 @@ def project_tags() -> dict[str, str]:
     return {"raserec.version": project_version, "raserec.git_commit": commit or "unknown"}
 
 
-def metadata_facts(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Small scalar facts of a step result for artifact metadata (MLflow-style keys, no nesting)."""
-    from raserec_core.config import flatten
-    from raserec_core.evaluation.metrics import mlflow_key
-    from raserec_core.tracking.secrets import is_sensitive, scrub
-
-    out: dict[str, Any] = {}
-    for key, value in flatten(result, sep="_").items():
-        name = mlflow_key(key)
-        if is_sensitive(name):
-            continue
-        if isinstance(value, bool):
-            out[name] = value
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            out[name] = value
-        elif isinstance(value, str) and len(value) <= _METADATA_STR_MAX:
-            out[name] = scrub(value)
-    return out
-
-
 @dataclass
 class StepTask:
     step: str
@@ -187,7 +124,7 @@ class StepTask:
         self._log(result, outputs)
         for name, artifact in outputs.items():
             path = Path(artifact.path)
-            if _schema(artifact) == "system.Metrics":
+            if schema_title(artifact) == "system.Metrics":
                 numeric = {k: float(v) for k, v in facts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                 artifact.metadata.update(numeric)
                 continue
@@ -248,10 +185,6 @@ class StepTask:
         plt.close(fig)
 
 
-def _schema(artifact: Any) -> str:
-    return getattr(type(artifact), "schema_title", "") or getattr(artifact, "schema_title", "")
-
-
 @contextlib.contextmanager
 def pipeline_task(
     step: str, config_yaml: str = "", overrides: Mapping[str, Any] | None = None, *, tracking_uri: str = "",
@@ -286,7 +219,7 @@ def pipeline_task(
         metadata = dict(metadata or {})
         runs.log_cached_step(run, name, {k: v for k, v in metadata.items() if k != "config"})
         if metadata.get("config"):  # a cached step's share of the parent's params
-            runs.log_parent_params(run, {"config": _sections(metadata)})
+            runs.log_parent_params(run, {"config": config_sections(metadata)})
     task = StepTask(step, cfg, device, run_id, run, artifact_root, dataset_path, sections)
     runs.raise_on_sigterm()  # a terminated step marks its runs KILLED instead of leaving them RUNNING
     try:
@@ -299,7 +232,7 @@ def pipeline_task(
         raise
     run.end("FINISHED")
     if step == FINAL_STEP:
-        _close_pipeline(task, upstream or {})
+        close_pipeline(task, upstream or {})
 
 
 def run_component(step: str, args: Mapping[str, Any]) -> tuple | None:
@@ -325,7 +258,7 @@ def run_component(step: str, args: Mapping[str, Any]) -> tuple | None:
             from raserec_core.tracking.secrets import scrub
 
             ports["dataset"].metadata["data_uri"] = scrub(values["data_uri"])
-            _log_dataset(t.run, t.run.run_id, ports["dataset"].metadata)
+            log_dataset(t.run, t.run.run_id, ports["dataset"].metadata)
     if step == "evaluate":
         return (t.value(VALID_METRIC),)
     return None
@@ -339,7 +272,7 @@ def _call(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) ->
     if step == "preprocess":
         return steps.preprocess(t.local_input(v["data_uri"]), a["dataset"].path, t.cfg), {"dataset": a["dataset"]}
     if step in ("pretrain", "finetune") and os.environ.get(TRAINJOB_ENV):
-        v = {**v, "checkpoint_root": _train_on_cluster(step, t, a, v)}
+        v = {**v, "checkpoint_root": train_on_cluster(step, t, a, v)}
     if step == "pretrain":
         work = v["checkpoint_root"] or None
         return steps.pretrain(a["data"].path, a["model"].path, t.cfg, t.device, work_root=work), {"model": a["model"]}
@@ -362,79 +295,3 @@ def _call(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) ->
         return result, {"registration": a["registration"]}
     raise ValueError(f"unknown step {step!r}")
 
-
-def _train_on_cluster(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) -> str:
-    """Train ``step`` as a Kubeflow Trainer job (``components/trainjob.py``); returns the checkpoint root
-    it trained in, where the step's own call then finds the finished run and publishes it."""
-    import hashlib
-
-    from . import trainjob
-
-    settings = trainjob.JobSettings.from_env(os.environ[TRAINJOB_ENV])
-    root = Path(v["checkpoint_root"] or settings.mount_path)
-    ports = {"data": a["data"]} if step == "pretrain" else {"data": a["data"], "model": a["pretrained"],
-                                                             "memory": a["memory"]}
-    config_yaml = t.cfg.to_yaml()
-    identity = json.dumps([step, config_yaml, {k: art.uri for k, art in ports.items()}], sort_keys=True)
-    name = f"raserec-{step}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
-    job = root / "jobs" / name
-    args = [step, "--output", str(job / "output"), "--work-root", str(root), "--config", str(job / "config.yaml")]
-    for port, art in ports.items():
-        args += [f"--{port}", str(trainjob.stage(art.path, job / port))]
-    from raserec_core.storage import atomic_write_text
-
-    atomic_write_text(job / "config.yaml", config_yaml)
-    trainjob.run(name, settings, args)
-    return str(root)
-
-
-def _sections(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The config sections a step put in its artifact's metadata (JSON text), or none."""
-    text = metadata.get("config")
-    return json.loads(text) if isinstance(text, str) and text else {}
-
-
-def _log_dataset(run: Any, run_id: str, dataset: Mapping[str, Any]) -> None:
-    """The dataset as an MLflow input of ``run_id``: its source and fingerprint from the dataset artifact's
-    metadata (the data is not copied)."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-
-    from raserec_core.tracking.secrets import scrub
-
-    source = scrub(str(dataset.get("data_uri") or dataset.get("source", "")))
-    fingerprint = str(dataset.get("fingerprint", ""))
-    if not source or not fingerprint:
-        return
-    import warnings
-
-    with warnings.catch_warnings():  # a path matches two equal local sources: MLflow warns, picks one
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = MetaDataset(resolve_dataset_source(source), name=Path(source).name, digest=fingerprint[:36])
-    tag = InputTag(key="mlflow.data.context", value="training")
-    run.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[tag])])
-
-
-def _close_pipeline(t: StepTask, upstream: Mapping[str, Mapping[str, Any]]) -> None:
-    """The last step: the parent's whole config, dataset input and Markdown summary; then it is closed."""
-    from raserec_core.config import from_dict
-    from raserec_core.tracking import runs
-
-    run = t.run
-    config = t.cfg.to_dict()
-    for metadata in upstream.values():  # each upstream step's sections, with the overrides it received
-        config.update(_sections(dict(metadata or {})))
-    run.client.log_text(run.parent_id, from_dict(config).to_yaml(), "config/resolved.yaml")
-    preprocess = dict(upstream.get("preprocess") or {})
-    _log_dataset(run, run.parent_id, preprocess)
-    metrics = {k: v for k, v in dict(upstream.get("evaluate") or {}).items() if k.startswith("test_")}
-    from raserec_core.tracking.summary import summary_markdown
-
-    text = summary_markdown(run.tracking_uri, run.client.get_run(run.parent_id).info.experiment_id, run.parent_id,
-                            t.pipeline_run_id, metrics, t.results)
-    run.client.log_text(run.parent_id, text, "summary.md")
-    if t.summary is not None:
-        Path(t.summary.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(t.summary.path).write_text(text, encoding="utf-8")
-    runs.end_pipeline(run, "FINISHED")

@@ -17,17 +17,26 @@ artifacts are local to its own pod) with the resolved config, the job trains in 
 finished there and publishes it. The job's name is derived from the step, its config and its input
 artifacts, so a retried step attaches to its running job, or replaces a failed one, which resumes from
 the last checkpoint.
+
+The step's side is ``train_on_cluster``: the runtime calls it when the step was compiled with a Trainer
+job, whose settings reach the step's pod as the environment variable ``TRAINJOB_ENV``
+(``pipelines/cluster.py`` sets it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runtime import StepTask
 
 log = logging.getLogger("raserec.trainjob")
 
@@ -36,6 +45,7 @@ RUNTIME = "torch-distributed"  # the ClusterTrainingRuntime Kubeflow Trainer ins
 CONTAINER = "node"  # its trainer container (and replicated job) name
 MANAGER = "raserec.io/pipeline"  # who owns our runtime patch (the CRD keys patches by manager)
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+TRAINJOB_ENV = "RASEREC_TRAINJOB"  # set on a training step compiled to run as a Kubeflow Trainer job
 
 
 @dataclass(frozen=True)
@@ -193,3 +203,26 @@ def _exists(api, coords: dict[str, str], name: str) -> bool:
             return False
         raise
     return True
+
+
+def train_on_cluster(step: str, t: StepTask, a: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """Train ``step`` as a Kubeflow Trainer job; returns the checkpoint root it trained in, where the
+    step's own call then finds the finished run and publishes it."""
+    import hashlib
+
+    settings = JobSettings.from_env(os.environ[TRAINJOB_ENV])
+    root = Path(v["checkpoint_root"] or settings.mount_path)
+    ports = {"data": a["data"]} if step == "pretrain" else {"data": a["data"], "model": a["pretrained"],
+                                                             "memory": a["memory"]}
+    config_yaml = t.cfg.to_yaml()
+    identity = json.dumps([step, config_yaml, {k: art.uri for k, art in ports.items()}], sort_keys=True)
+    name = f"raserec-{step}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    job = root / "jobs" / name
+    args = [step, "--output", str(job / "output"), "--work-root", str(root), "--config", str(job / "config.yaml")]
+    for port, art in ports.items():
+        args += [f"--{port}", str(stage(art.path, job / port))]
+    from raserec_core.storage import atomic_write_text
+
+    atomic_write_text(job / "config.yaml", config_yaml)
+    run(name, settings, args)
+    return str(root)

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from components.image import IMAGE
-from components.runtime import TRAINJOB_ENV
-from components.trainjob import JobSettings, Toleration
+from components.trainjob import TRAINJOB_ENV, JobSettings, Toleration
 
 TRAINING_STEPS = ("pretrain", "finetune")
 GPU = "nvidia.com/gpu"

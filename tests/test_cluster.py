@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from components.image import IMAGE
-from components.runtime import TRAINJOB_ENV
-from components.trainjob import JobSettings, Toleration
+from components.trainjob import TRAINJOB_ENV, JobSettings, Toleration
 from pipelines.cluster import ClusterOptions, parse_node_selector, parse_toleration
 from raserec_core.cli.main import main
 

@@ -21,8 +21,8 @@ from infra_fixtures import (  # noqa: F401  (fixtures)
 )
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Model
 
+from components.config import STEP_SECTIONS, pipeline_config
 from components.params import PARAMS, STEPS, is_unset, overrides, step_params
-from components.runtime import STEP_SECTIONS, pipeline_config
 from raserec_core import steps
 
 

@@ -179,7 +179,7 @@ def test_the_step_stages_its_inputs_and_publishes_what_the_job_trained(
 
     volume = tmp_path / "volume"
     settings = JobSettings(workers=2, image="i:1", checkpoint_pvc="c", mount_path=str(volume))
-    monkeypatch.setenv(runtime.TRAINJOB_ENV, settings.to_env())
+    monkeypatch.setenv(trainjob.TRAINJOB_ENV, settings.to_env())
     jobs = []
 
     def job_on_this_machine(name, job_settings, args, namespace=None):
