@@ -46,11 +46,4 @@ def pipeline_config(config_yaml: str = "", table: tuple[Param, ...] = PARAMS, **
             continue
         section, key = keys[name].split(".")
         tree.setdefault(section, {})[key] = value
-    return load_config(None, _merge(data, tree))
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return load_config(None, tree, base=data)
