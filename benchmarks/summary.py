@@ -47,6 +47,10 @@ GROUPS = [
      FIELD_MARK_SPORTS),
     ("Sports, the default configuration + RaSeRec, seen items excluded (issue 16)", SPORTS_FAST, "fast",
      {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, the default configuration + RaSeRec with top-K 10, seen items excluded (issue 16)", BEAUTY_FAST,
+     "fastk10", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the default configuration + RaSeRec with top-K 10, seen items excluded (issue 16)", SPORTS_FAST,
+     "fastk10", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
 ]
 
 
