@@ -107,3 +107,11 @@ def write_outputs(output: Path, name: str, title: str, about: str, rows: Sequenc
     (output / "result.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
     return record
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    """The record ``write_outputs`` left in an analysis's folder."""
+    path = Path(folder) / "result.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; is {folder} the output of 'raserec analyze'?")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -3,12 +3,11 @@ publishes for it (``published.py``): its numbers where it gives any, else its cl
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from .figures import markdown_table
+from .figures import markdown_table, read_result
 from .published import PUBLISHED
 
 
@@ -18,10 +17,7 @@ def gather(folders: list[Path], output: Path) -> dict[str, Any]:
     lines = ["# RaSeRec analyses", ""]
     names = []
     for folder in folders:
-        path = Path(folder) / "result.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: missing; is {folder} the output of 'raserec analyze'?")
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_result(folder)
         name = record["name"]
         names.append(name)
         paper = PUBLISHED.get(name, {})

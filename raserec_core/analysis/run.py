@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import NAMES
-from .figures import write_outputs
+from .figures import read_result, write_outputs
 from .workspace import Workspace
 
 log = logging.getLogger("raserec.analysis")
@@ -92,7 +92,7 @@ def merge(folders: list[Path], output: Path) -> dict[str, Any]:
     """Outputs of one analysis over the same inputs, measured for different settings, united into
     ``output`` (figures, CSVs and report rewritten): an analysis extended without recomputing what was
     measured. A setting measured in several folders takes the last folder's rows; option lists are united."""
-    records = [json.loads((Path(f) / "result.json").read_text(encoding="utf-8")) for f in folders]
+    records = [read_result(f) for f in folders]
     names = {r["name"] for r in records}
     if len(names) != 1:
         raise ConfigError(f"merge: the folders hold different analyses ({', '.join(sorted(names))})")
