@@ -43,7 +43,7 @@ command (process start and loading included) for (b). Records go to results/drif
 (dataset, seed); recorded ones are skipped, interrupted training resumes.
 
     python benchmarks/drift.py --datasets beauty sports --seeds 2020 2021 2022
-    python benchmarks/drift.py --plot            # plots/drift.png from the records only
+    python benchmarks/drift.py --plot            # plots/drift.png and the seed-mean table from the records only
 
 A small dry run (about 2.5 minutes on two CPU cores): the first 6,000 lines of Beauty (3,546 users after
 the 5-core filter), 2 + 1 epochs, 16 IVF lists (a bank this small cannot train 128), records and plot
@@ -317,6 +317,37 @@ def plot(records: dict, out: Path) -> None:
     print(f"wrote {out}", flush=True)
 
 
+def _cell(records: list[dict], key: str, group: str, metric: str, protocol: str = "seen_excluded") -> str:
+    vals = [r[key][f"{group}/{protocol}/{metric}"] for r in records]
+    return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals, ddof=1):.4f}" if len(vals) > 1 else "")
+
+
+def table(records: dict) -> str:
+    """Seed means per dataset and path, seen items excluded (± the sample std over seeds), in Markdown, and
+    the drift users' means with seen items kept: the figures RESULTS.md quotes. The encoder rows are (a)'s and (c)'s stage-1 models alone."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records.values()):
+        by = {p: [r for r in records.values() if r["dataset"] == dataset and r["path"] == p] for p in PATHS}
+        seeds = sorted({r["seed"] for rs in by.values() for r in rs})
+        out += [f"{dataset}, seeds {', '.join(map(str, seeds))}:", "",
+                "| path | seeds | seconds | drift users HR@10 / NDCG@10 | other users HR@10 / NDCG@10 |",
+                "|---|---|---|---|---|"]
+        rows = [(LABELS[p], by[p], "metrics") for p in PATHS]
+        rows[1:1] = [("stale encoder alone", by["stale"], "encoder_metrics")]
+        rows.append(("full encoder alone", by["full"], "encoder_metrics"))
+        for label, rs, key in rows:
+            rs = [r for r in rs if key in r]
+            if not rs:
+                continue
+            cost = f"{np.mean([r['seconds_total'] for r in rs]):.1f}" if key == "metrics" else ""
+            cells = [" / ".join(_cell(rs, key, g, m) for m in ("hr@10", "ndcg@10")) for g in ("drift", "control")]
+            out.append(f"| {label} | {len(rs)} | {cost} | {cells[0]} | {cells[1]} |")
+        kept = ", ".join(f"{LABELS[p]} " + " / ".join(_cell(by[p], "metrics", "drift", m, "seen_kept") for m in ("hr@10", "ndcg@10"))
+                         for p in PATHS if by[p])
+        out += ["", f"Seen items kept, drift users: {kept}.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["beauty", "sports"])
@@ -342,6 +373,7 @@ def main() -> int:
                 run(dataset, seed, args, done)
     if done:
         plot(done, Path(args.plot_output))
+        print(table(done), flush=True)
     return 0
 
 
