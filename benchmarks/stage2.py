@@ -62,6 +62,10 @@ PLAN = [
     ("beauty-fast-2021", "fastk10"),
     ("beauty-fast-2022", "fastk10"),
     ("sports-fast-2022", "fastk10"),
+    ("beauty-fastligr-2021", "fast"),
+    ("beauty-fastligr-2022", "fast"),
+    ("sports-fastligr-2022", "fast"),
+    ("beauty-fastligr-2020", "fast"),
 ]
 
 
