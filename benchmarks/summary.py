@@ -24,6 +24,10 @@ SPORTS_DUOREC = ["sports-duorec-2020", "sports-duorec-2021", "sports-duorec-2022
 # The default configuration (configs/fast.yaml): its usual keys are the field's protocol (seen items excluded).
 BEAUTY_FAST = ["beauty-fast-2020", "beauty-fast-2021", "beauty-fast-2022"]
 SPORTS_FAST = ["sports-fast-2020", "sports-fast-2021", "sports-fast-2022"]
+# The default with LiGR layers (benchmarks/stage1.py, FASTLIGR): the candidate backbone of issue 16.
+BEAUTY_LIGR = ["beauty-fastligr-2020", "beauty-fastligr-2021", "beauty-fastligr-2022"]
+SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-2022"]
+FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR)  # the runs whose usual keys are the field's protocol
 # The field's best published figures + 5% (seen items excluded), and the paper's figures (seen items kept).
 FIELD_MARK_BEAUTY = {"test/hr@10": 0.0974, "test/ndcg@10": 0.0558}
 FIELD_MARK_SPORTS = {"test/hr@10": 0.0597, "test/ndcg@10": 0.0339}
@@ -51,6 +55,14 @@ GROUPS = [
      "fastk10", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
     ("Sports, the default configuration + RaSeRec with top-K 10, seen items excluded (issue 16)", SPORTS_FAST,
      "fastk10", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, the default with LiGR layers, stage 1, seen items excluded (issue 16)", BEAUTY_LIGR, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, the default with LiGR layers + RaSeRec, seen items excluded (issue 16)", BEAUTY_LIGR, "fast",
+     {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the default with LiGR layers, stage 1, seen items excluded (issue 16)", SPORTS_LIGR, None,
+     FIELD_MARK_SPORTS),
+    ("Sports, the default with LiGR layers + RaSeRec, seen items excluded (issue 16)", SPORTS_LIGR, "fast",
+     {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
 ]
 
 
@@ -98,7 +110,7 @@ def group_table(title: str, runs: list[str], variant: str | None, mark: dict | N
 def main() -> int:
     stage1, stage2 = load_jsonl(STAGE1), load_jsonl(STAGE2)
     # --field: the default configuration's groups only (RESULTS.md, "Field protocol")
-    groups = [g for g in GROUPS if g[1] in (BEAUTY_FAST, SPORTS_FAST)] if "--field" in sys.argv[1:] else GROUPS
+    groups = [g for g in GROUPS if g[1] in FIELD] if "--field" in sys.argv[1:] else GROUPS
     print("\n".join(group_table(*g, stage1, stage2) for g in groups))
     return 0
 
