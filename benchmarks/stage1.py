@@ -66,6 +66,8 @@ RUNS = [
     ("beauty", "fastligr", 2022, FASTLIGR),
     ("sports", "fastligr", 2022, FASTLIGR),
     ("beauty", "fastligr", 2020, FASTLIGR),
+    ("sports", "fastligr", 2020, FASTLIGR),
+    ("sports", "fastligr", 2021, FASTLIGR),
 ]
 
 

@@ -66,6 +66,8 @@ PLAN = [
     ("beauty-fastligr-2022", "fast"),
     ("sports-fastligr-2022", "fast"),
     ("beauty-fastligr-2020", "fast"),
+    ("sports-fastligr-2020", "fast"),
+    ("sports-fastligr-2021", "fast"),
 ]
 
 
