@@ -24,7 +24,7 @@ SPORTS_DUOREC = ["sports-duorec-2020", "sports-duorec-2021", "sports-duorec-2022
 # The default configuration (configs/fast.yaml): its usual keys are the field's protocol (seen items excluded).
 BEAUTY_FAST = ["beauty-fast-2020", "beauty-fast-2021", "beauty-fast-2022"]
 SPORTS_FAST = ["sports-fast-2020", "sports-fast-2021", "sports-fast-2022"]
-# The default with LiGR layers (benchmarks/stage1.py, FASTLIGR): the candidate backbone of issue 16.
+# The default with LiGR layers (configs/fast_ligr.yaml; benchmarks/stage1.py, FASTLIGR).
 BEAUTY_LIGR = ["beauty-fastligr-2020", "beauty-fastligr-2021", "beauty-fastligr-2022"]
 SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-2022"]
 FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR)  # the runs whose usual keys are the field's protocol
@@ -109,7 +109,7 @@ def group_table(title: str, runs: list[str], variant: str | None, mark: dict | N
 
 def main() -> int:
     stage1, stage2 = load_jsonl(STAGE1), load_jsonl(STAGE2)
-    # --field: the default configuration's groups only (RESULTS.md, "Field protocol")
+    # --field: the groups of the default and of its LiGR-layer variant (RESULTS.md, "Field protocol")
     groups = [g for g in GROUPS if g[1] in FIELD] if "--field" in sys.argv[1:] else GROUPS
     print("\n".join(group_table(*g, stage1, stage2) for g in groups))
     return 0

@@ -32,6 +32,15 @@ def test_fast_yaml_is_the_default_configuration():
     assert load_config(CONFIGS / "fast.yaml") == Config()
 
 
+def test_fast_ligr_yaml_is_the_default_with_ligr_layers():
+    from raserec_core.config import Config
+
+    cfg = load_config(CONFIGS / "fast_ligr.yaml").to_dict()
+    assert cfg["model"]["layer"] == "ligr"
+    cfg["model"]["layer"] = Config().model.layer
+    assert cfg == Config().to_dict()
+
+
 def test_paper_yaml_is_the_published_setting_of_both_stages():
     import yaml
 
