@@ -128,6 +128,9 @@ class PretrainConfig:
     # own longest sequence (models.encoder.length_groups picks the cheapest cut). Exact: with a causal
     # mask and right padding, position len-1 never sees padding.
     length_chunks: int = ranged(4, "[1, inf)")
+    # On one CUDA device, the full batches of packed cross-entropy training (the default) replay as one
+    # CUDA graph per step (training/cuda_graph.py); other objectives, batchings and the CPU ignore it.
+    cuda_graph: bool = True
 
 
 @dataclass(frozen=True)

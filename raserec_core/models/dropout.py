@@ -4,12 +4,14 @@
 a DuoRec training step. Here each 64-bit draw gives 62 Bernoulli(1/2) bits, or 3 16-bit uniforms for any
 other rate, so the generator does 20-60x less work. For p = 1/2 the mask is exactly Bernoulli(p); for
 other rates p is rounded to a multiple of 2**-16 (error below 1e-5). Uses the global generator, so
-seeding and checkpointed RNG state cover it.
+seeding and checkpointed RNG state cover it. On CUDA, where a step is bound by kernel launches rather
+than by the generator, torch's fused dropout (one kernel, the device's generator) is used instead.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _HALF_BITS = 62
@@ -39,6 +41,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
+    if x.is_cuda:
+        return F.dropout(x, p, True)
     return x * keep_mask(x.shape, p, x.device) * (1.0 / (1.0 - p))
 
 

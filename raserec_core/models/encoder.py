@@ -93,12 +93,13 @@ def encode_views(
 
 
 def encode_packed(
-    encoder, windows: torch.Tensor, window_lengths: torch.Tensor, inverse: torch.Tensor, slot: torch.Tensor
+    encoder, windows: torch.Tensor, inverse: torch.Tensor, slot: torch.Tensor
 ) -> torch.Tensor:
     """(B, D) representations of B prefixes read off one causal pass over their windows
-    (``data.packing``): row b is position ``slot[b]`` of window ``inverse[b]``."""
-    out = encoder.sequence_output(windows[:, : int(window_lengths.max())])
-    return out[inverse, slot]
+    (``data.packing``): row b is position ``slot[b]`` of window ``inverse[b]``. ``windows`` is encoded at
+    the width it has (cut to its longest window, or fixed for a CUDA graph): no host synchronisation."""
+    out = encoder.sequence_output(windows)  # (W, L, D)
+    return out.flatten(0, 1).index_select(0, inverse * windows.shape[1] + slot)
 
 
 @torch.no_grad()

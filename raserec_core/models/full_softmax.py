@@ -52,6 +52,10 @@ class _BlockedSoftmaxCE(torch.autograd.Function):
 
 
 def full_softmax_ce(h: torch.Tensor, table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean over rows of -log softmax(h @ table.T)[target]; (B, D), (N, D), (B,) -> scalar."""
+    """mean over rows of -log softmax(h @ table.T)[target]; (B, D), (N, D), (B,) -> scalar.
+
+    On CUDA the plain form: the GPU has no cache to fit, and a block loop would only add launches."""
+    if h.is_cuda:
+        return torch.nn.functional.cross_entropy(h @ table.T, target)
     block = max(256, _BLOCK_ELEMENTS // max(h.shape[0], 1))
     return _BlockedSoftmaxCE.apply(h, table, target, block)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout, dropout
+from .attention import causal_attention
+from .dropout import Dropout
 
 
 class GatedResidual(nn.Module):
@@ -59,10 +60,7 @@ class LiGRBlock(nn.Module):
     def attention(self, u: torch.Tensor) -> torch.Tensor:
         B, L, D = u.shape
         q, k, v = self.qkv(u).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B, H, L, D/H)
-        scores = (q @ k.transpose(-1, -2)) * (D // self.n_heads) ** -0.5  # (B, H, L, L)
-        causal = torch.ones(L, L, dtype=torch.bool, device=u.device).triu_(1)
-        probs = torch.softmax(scores.masked_fill(causal, float("-inf")), dim=-1)
-        ctx = dropout(probs, self.attn_dropout, self.training) @ v  # (B, H, L, D/H)
+        ctx = causal_attention(q, k, v, self.attn_dropout, self.training)  # (B, H, L, D/H)
         return self.out(ctx.transpose(1, 2).reshape(B, L, D))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)

@@ -27,16 +27,15 @@ class Packed:
     """The batch's prefixes as positions of fewer, longer causal windows (``data.packing``)."""
 
     windows: torch.Tensor  # (W, L) right-padded
-    window_lengths: torch.Tensor  # (W,)
     inverse: torch.Tensor  # (B,) each row's window
     slot: torch.Tensor  # (B,) each row's position in it
 
 
 @dataclass
 class Batch:
-    rows: torch.Tensor  # (B,) row ids in the training split
-    seqs: torch.Tensor  # (B, L) right-padded
-    lengths: torch.Tensor  # (B,)
+    rows: torch.Tensor | None  # (B,) row ids in the training split (DuoRec draws partners by them)
+    seqs: torch.Tensor | None  # (B, L) right-padded; None when packed and the objective reads the windows only
+    lengths: torch.Tensor | None  # (B,)
     target: torch.Tensor  # (B,)
     packed: Packed | None = None
 
@@ -45,7 +44,7 @@ def encode_batch(encoder, batch: Batch, length_chunks: int = 1) -> torch.Tensor:
     """(B, D) representations of the batch's own sequences, by the cheapest exact route it carries."""
     if batch.packed is not None:
         p = batch.packed
-        return encode_packed(encoder, p.windows, p.window_lengths, p.inverse, p.slot)
+        return encode_packed(encoder, p.windows, p.inverse, p.slot)
     return encode_by_length(encoder, batch.seqs, batch.lengths, length_chunks)
 
 
@@ -54,7 +53,7 @@ def encode_with_views(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``n_own`` encodings of the batch's own sequences (each with its own dropout masks) and one of each
     extra view, in as few encoder passes as the batch allows: all in one unless the batch is packed."""
-    dev = batch.seqs.device
+    dev = batch.target.device
     views = [(s.to(dev), n.to(dev)) for s, n in views]
     if batch.packed is not None:
         own = [encode_batch(encoder, batch) for _ in range(n_own)]

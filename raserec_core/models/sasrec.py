@@ -15,7 +15,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from .dropout import Dropout, dropout
+from .attention import causal_attention
+from .dropout import Dropout
 from .feedforward import FeedForward
 from .init import init_weights
 
@@ -52,10 +53,7 @@ class SelfAttention(nn.Module):
         B, L, D = x.shape
         split = lambda t: t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, D/H)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = (q @ k.transpose(-1, -2)) * (D // self.n_heads) ** -0.5  # (B, H, L, L)
-        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu_(1)
-        probs = torch.softmax(scores.masked_fill(causal, float("-inf")), dim=-1)
-        ctx = dropout(probs, self.attn_dropout, self.training) @ v  # (B, H, L, D/H)
+        ctx = causal_attention(q, k, v, self.attn_dropout, self.training)  # (B, H, L, D/H)
         ctx = ctx.transpose(1, 2).reshape(B, L, D)
         return self.norm(self.out_dropout(self.dense(ctx)) + x)
 

@@ -27,6 +27,7 @@ from ..models.objectives import (
 )
 from ..storage import atomic_write_text
 from . import distributed
+from .cuda_graph import GraphPlan
 from .loop import LoopConfig, fit, write_model_folder
 from .resume import read_weights
 
@@ -51,6 +52,12 @@ def build_objective(cfg: Config, train: InstanceTensors, n_items: int):
     raise ValueError(f"unknown objective {p.objective!r}")
 
 
+def packed_windows(train: InstanceTensors, window_of: torch.Tensor, rows: torch.Tensor):
+    """(window sequences cut to the longest, each row's window, each row's slot) of a packed batch."""
+    windows, inverse, slot = pack_rows(window_of, train.lengths, rows)
+    return train.fetch(windows)[0], inverse, slot
+
+
 def training_batch(
     train: InstanceTensors, rows: torch.Tensor, window_of: torch.Tensor | None, device: torch.device
 ) -> Batch:
@@ -58,13 +65,35 @@ def training_batch(
     seqs, lengths = train.fetch(rows)
     packed = None
     if window_of is not None:
-        windows, inverse, slot = pack_rows(window_of, train.lengths, rows)
-        w_seqs, w_lengths = train.fetch(windows)
-        packed = Packed(w_seqs.to(device), w_lengths.to(device), inverse.to(device), slot.to(device))
+        packed = Packed(*(t.to(device) for t in packed_windows(train, window_of, rows)))
     return Batch(
         rows=rows, seqs=seqs.to(device), lengths=lengths.to(device), target=train.target[rows].to(device),
         packed=packed,
     )
+
+
+def cuda_graph_plan(cfg: Config, train: InstanceTensors, window_of: torch.Tensor | None, objective, encoder):
+    """The capturable form of a step (``training.cuda_graph``) for packed cross-entropy over all items:
+    every full batch padded to ``batch_size`` windows of ``max_len`` items (right padding, which a causal
+    encoder never reads at a prefix's own position); None for other set-ups."""
+    p = cfg.pretrain
+    if not (p.cuda_graph and window_of is not None and p.objective == "ce" and p.softmax == "full"):
+        return None
+    shape = (p.batch_size, cfg.data.max_len)
+
+    def prepare(rows: torch.Tensor):
+        if len(rows) != p.batch_size:
+            return None
+        w_seqs, inverse, slot = packed_windows(train, window_of, rows)
+        windows = torch.zeros(shape, dtype=torch.long)
+        windows[: w_seqs.shape[0], : w_seqs.shape[1]] = w_seqs
+        return {"windows": windows, "inverse": inverse, "slot": slot, "target": train.target[rows]}
+
+    def loss(x: dict[str, torch.Tensor]):
+        packed = Packed(x["windows"], x["inverse"], x["slot"])
+        return objective(encoder, Batch(rows=None, seqs=None, lengths=None, target=x["target"], packed=packed))
+
+    return GraphPlan(prepare, loss)
 
 
 def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, evaluate_split) -> dict:
@@ -100,7 +129,8 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
             return length_bucketed_batches(train.lengths, p.batch_size, generator)
         return random_batches(len(train), p.batch_size, generator)
 
-    state = fit(encoder, loss_fn, len(train), validate, loop_cfg, out_dir, batches=batches, on_epoch=on_epoch)
+    graph = cuda_graph_plan(cfg, train, window_of, objective, encoder)
+    state = fit(encoder, loss_fn, len(train), validate, loop_cfg, out_dir, batches=batches, on_epoch=on_epoch, graph=graph)
 
     def finish() -> dict:  # rank 0 (or the one process): evaluate the best epoch, write the model folder
         encoder.load_state_dict(read_weights(out_dir / "best.pt"))

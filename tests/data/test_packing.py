@@ -81,8 +81,8 @@ def _batch(train, rows, window, packed: bool):
     p = None
     if packed:
         windows, inverse, slot = pack_rows(window, train.lengths, rows)
-        w_seqs, w_lengths = train.fetch(windows)
-        p = Packed(w_seqs, w_lengths, inverse, slot)
+        w_seqs, _ = train.fetch(windows)
+        p = Packed(w_seqs, inverse, slot)
     return Batch(rows=rows, seqs=seqs, lengths=lengths, target=train.target[rows], packed=p)
 
 
@@ -121,3 +121,44 @@ def test_packed_duorec_trains_and_keeps_same_target_positives_per_prefix(train):
         losses.append(float(loss.detach()))
     assert all(np.isfinite(losses)) and set(parts) == {"rec", "su"}
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_the_cuda_graph_plan_pads_batches_to_one_shape_and_keeps_the_loss(train, backbone):
+    """A captured step sees every full batch as batch_size windows of max_len items; the padding changes
+    neither the loss nor the gradients, and a shorter batch is left to the eager step."""
+    from raserec_core.config import from_dict
+    from raserec_core.training.pretrain import cuda_graph_plan
+
+    cfg = from_dict({"data": {"max_len": MAX_LEN}, "pretrain": {"batch_size": 8},
+                            "model": {"backbone": backbone, "hidden_size": 16, "inner_size": 32}})
+    torch.manual_seed(0)
+    enc = build_encoder(backbone, 30, MAX_LEN, cfg.model).eval()
+    window = prefix_windows(train.user, train.position, train.lengths)
+    objective = CrossEntropyObjective(length_chunks=1)
+    plan = cuda_graph_plan(cfg, train, window, objective, enc)
+    rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:8]
+    assert plan.prepare(rows[:7]) is None
+    inputs = plan.prepare(rows)
+    assert inputs["windows"].shape == (8, MAX_LEN) and inputs["inverse"].shape == (8,)
+    results = []
+    for loss_of in (lambda: objective(enc, _batch(train, rows, window, packed=True)), lambda: plan.loss(inputs)):
+        enc.zero_grad()
+        loss, _ = loss_of()
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in enc.parameters() if p.grad is not None]))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_no_cuda_graph_plan_for_objectives_that_draw_on_the_host(train):
+    from raserec_core.config import Config, from_dict
+    from raserec_core.training.pretrain import cuda_graph_plan
+
+    window = prefix_windows(train.user, train.position, train.lengths)
+    enc = build_encoder("sasrec", 30, MAX_LEN, ModelConfig(hidden_size=16, inner_size=32))
+    for pretrain in ({"objective": "duorec"}, {"softmax": "sampled"}, {"cuda_graph": False}):
+        cfg = from_dict({"data": {"max_len": MAX_LEN}, "pretrain": pretrain})
+        assert cuda_graph_plan(cfg, train, window, CrossEntropyObjective(), enc) is None
+    assert cuda_graph_plan(Config(), train, None, CrossEntropyObjective(), enc) is None  # not packed
