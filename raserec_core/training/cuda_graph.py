@@ -5,7 +5,8 @@ Python costs more than running them (benchmarks/RESULTS.md, "On a GPU"). A batch
 fixed shape (``GraphPlan.prepare``) is captured once and then replayed: the host copies the next batch
 into the captured input buffers and launches the graph, with no synchronisation, so it prepares the
 following batch while the device trains. Batches of another shape (an epoch's last, shorter one) and the
-first ``warmup`` ones train eagerly, as the docs of ``torch.cuda.graph`` require before a capture.
+first ``warmup`` ones train eagerly, as the docs of ``torch.cuda.graph`` require before a capture. A
+capture that fails is logged and the run goes on eagerly (the epoch records' ``graph_replays`` stay 0).
 
 The captured step draws its dropout from the device's generator like an eager one; what it cannot hold
 is host-side work, so the plan's loss must read only its device inputs (no ``.item()``, no shape that
@@ -51,6 +52,7 @@ class GraphedSteps:
         self.static: Inputs = {}
         self.out: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
         self.grads: list[torch.Tensor] = []
+        self.failed = False  # the capture raised: every later step is left to the caller
 
     def _to_device(self, inputs: Inputs) -> Inputs:
         # Pinned staging (torch's caching host allocator keeps a buffer until its copy is done) lets the
@@ -78,7 +80,7 @@ class GraphedSteps:
         log.info("training steps captured as a CUDA graph after %d eager ones", self.steps)
 
     def __call__(self, rows: torch.Tensor):
-        prepared = self.plan.prepare(rows)
+        prepared = None if self.failed else self.plan.prepare(rows)
         if prepared is None:
             return None
         inputs = self._to_device(prepared)
@@ -91,7 +93,12 @@ class GraphedSteps:
             torch.cuda.current_stream(self.device).wait_stream(side)
             return out
         if self.graph is None:
-            self._capture(inputs)  # records the step without running it: the replay below trains on it
+            try:
+                self._capture(inputs)  # records the step without running it: the replay below trains on it
+            except RuntimeError as e:  # an op the capture cannot hold: the run goes on, eagerly and slower
+                log.warning("CUDA graph capture failed, training continues without it: %s", e)
+                self.failed = True
+                return None
         for p, g in zip(self.params, self.grads):
             p.grad = g  # an eager step in between (a shorter batch) may have replaced them
         for k, v in inputs.items():
