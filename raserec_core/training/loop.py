@@ -119,7 +119,7 @@ def fit(
                 loss, parts = out
             total += loss.detach()
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
+                parts_sum[k] = parts_sum.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64)
         total, parts_sum = float(total), {k: float(v) for k, v in parts_sum.items()}
         if parallel:  # each rank's sum holds its weighted shard losses: their mean is the global batch's
             names = sorted(parts_sum)
