@@ -77,7 +77,7 @@ class GraphedSteps:
         self.graph = graph
         self.out = (loss.detach(), {k: v.detach() for k, v in parts.items()})
         self.grads = [p.grad for p in self.params]
-        log.info("training steps captured as a CUDA graph after %d eager ones", self.steps)
+        log.info("training steps captured as a CUDA graph after %d eager ones", self.steps - 1)
 
     def __call__(self, rows: torch.Tensor):
         prepared = None if self.failed else self.plan.prepare(rows)
