@@ -149,3 +149,20 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         fit(module, loss_fn_for(module), len(X), validate_for(module), cfg(epochs=2), tmp_path)
     assert (tmp_path / "checkpoint.pt").read_bytes() == good
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_cuda_graph_plan_is_ignored_off_cuda(tmp_path):
+    """On the CPU a graph plan is never consulted: the run equals one without it, record for record."""
+    from raserec_core.training.cuda_graph import GraphPlan
+
+    def refuse(*_):
+        raise AssertionError("a CUDA graph plan was used on the CPU")
+
+    runs = []
+    for graph in (None, GraphPlan(prepare=refuse, loss=refuse)):
+        module = make_module()
+        state = fit(module, loss_fn_for(module), len(X), validate_for(module), cfg(epochs=2),
+                    tmp_path / str(graph is None), graph=graph)
+        runs.append(strip_times(state.history))
+    assert runs[0] == runs[1]
+    assert "graph_replays" not in runs[1][0]
