@@ -60,3 +60,8 @@ def worker_device(device, local_rank: int):
 def collective_backend(device) -> str:
     """torch.distributed's backend for workers on ``device``: nccl between GPUs, gloo on the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
+
+
+def replays_graphs(device) -> bool:
+    """Whether training steps on ``device`` can be captured and replayed as CUDA graphs."""
+    return device.type == "cuda"

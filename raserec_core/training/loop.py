@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import random_batches
+from ..device import replays_graphs
 from . import distributed
 from .cuda_graph import GraphedSteps, GraphPlan
 from .resume import load_checkpoint, save_checkpoint, save_weights
@@ -74,7 +75,7 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     params = [p for p in (params or module.parameters()) if p.requires_grad]
     device = params[0].device
-    graphed = graph is not None and device.type == "cuda" and distributed.world_size() == 1
+    graphed = graph is not None and replays_graphs(device) and distributed.world_size() == 1
     # The fused kernel is 10x faster than the default per-tensor loop on CPU; capturable keeps its step
     # count on the device, as a CUDA graph needs.
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, capturable=graphed)
