@@ -45,6 +45,17 @@ class Param:
             return IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take (inside the bounds, on the step grid)."""
+        if self.type == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.step is None:
+            return self.type == "float" or value == int(value)
+        steps = (value - self.low) / self.step
+        return abs(steps - round(steps)) < 1e-8
+
     def to_dict(self) -> dict[str, Any]:
         if self.type == "categorical":
             return {"type": self.type, "choices": list(self.choices)}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, load_config
+from ..config import Config, flatten, load_config
 from ..errors import StepError
 from .space import Param, load_space, set_items
 from .trial import COMPLETE, PRUNED, run_trial, trial_command
@@ -101,6 +101,13 @@ def _load_or_write_spec(study_dir: Path, spec: dict[str, Any]) -> str:
     study_id = f"tune-{uuid.uuid4().hex[:12]}"
     atomic_write_text(path, json.dumps({**spec, "study_id": study_id}, indent=2, sort_keys=True) + "\n")
     return study_id
+
+
+def base_point(space: tuple[Param, ...], cfg: Config) -> dict[str, Any] | None:
+    """The base config's values of the searched keys, or None when one lies outside the space."""
+    values = flatten(cfg.to_dict())
+    point = {p.key: values[p.key] for p in space}
+    return point if all(p.contains(point[p.key]) for p in space) else None
 
 
 def _finished(study) -> int:
@@ -184,6 +191,14 @@ def tune(req: TuneRequest) -> dict[str, Any]:
         )
         study = _open_study(req, cfg.seed)
         recover(study, mlflow)
+        if not study.get_trials(deepcopy=False):
+            # The base config is trial 0: the study's best is then never worse on validation than
+            # what it started from, and the pruner's first reference is the known configuration.
+            point = base_point(space, cfg)
+            if point is None:
+                log.info("the base config lies outside the search space: it is not a trial")
+            else:
+                study.enqueue_trial(point)
         distributions = {p.key: p.distribution() for p in space}
         started = time.monotonic()
         try:

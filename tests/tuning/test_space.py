@@ -48,6 +48,34 @@ def test_space_errors_name_the_key(tmp_path, text, message):
     assert message in str(err.value)
 
 
+def test_contains_follows_bounds_steps_and_choices(tmp_path):
+    lr, layers, dropout, layer = load_space(write(tmp_path, """
+pretrain.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+model.n_layers: {type: int, low: 1, high: 3}
+model.hidden_dropout: {type: float, low: 0.1, high: 0.5, step: 0.1}
+model.layer: {type: categorical, choices: [postln, ligr]}
+"""))
+    assert lr.contains(1e-4) and lr.contains(1e-2) and not lr.contains(0.02) and not lr.contains("0.001")
+    assert layers.contains(2) and not layers.contains(4) and not layers.contains(1.5) and not layers.contains(True)
+    assert dropout.contains(0.5) and dropout.contains(0.30000000000000004) and not dropout.contains(0.25)
+    assert layer.contains("ligr") and not layer.contains("bogus")
+    # what the tuner enqueues as trial 0 must be a point Optuna accepts for the same distribution
+    for p, v in ((lr, 1e-3), (layers, 2), (dropout, 0.5), (layer, "postln")):
+        assert p.contains(v) and p.distribution()._contains(p.distribution().to_internal_repr(v))
+
+
+def test_base_point_is_the_base_configs_values_or_none(tmp_path):
+    from raserec_core.config import load_config
+    from raserec_core.tuning.study import base_point
+
+    space = load_space(write(tmp_path, """
+pretrain.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+model.layer: {type: categorical, choices: [postln, ligr]}
+"""))
+    assert base_point(space, load_config(None, ["pretrain.lr=0.002"])) == {"pretrain.lr": 0.002, "model.layer": "postln"}
+    assert base_point(space, load_config(None, ["pretrain.lr=0.05"])) is None
+
+
 @pytest.mark.parametrize("value", [1e-05, 3.0e-4, 0.001, 0.30000000000000004, 3, True, "ce", "true", [5, 10]])
 def test_set_items_parse_back_to_the_sampled_values(value):
     # str(1e-05) == "1e-05" reads back from YAML as a string; the trial would fail on its --set

@@ -60,6 +60,8 @@ def test_tiny_search(tmp_path, wide_dataset_dir, capsys):
     study = load_study(study_dir)
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    base_cfg = load_config(None, base)
+    assert trials[0].params == {"pretrain.lr": base_cfg.pretrain.lr, "model.layer": base_cfg.model.layer}  # the base first
     assert result["trials"] == {"complete": 2, "pruned": 0, "fail": 0} and result["finished"]
     # the objective is each trial's validation metric from its metrics.json; test metrics are recorded only
     values = {}
