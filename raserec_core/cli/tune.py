@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--stage", choices=["pretrain"], default="pretrain", help="the step each trial runs")
     p.add_argument("--pruner", choices=["median", "none"], default="median")
     p.add_argument("--warmup-epochs", type=int, default=3, help="epochs before a trial may be pruned")
+    p.add_argument("--prune-patience", type=int, default=3,
+                   help="prune a trial below the median only once its best epoch is more than this many epochs old (0: plain median rule)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else a SQLite store in --study-dir)")
     p.add_argument("--experiment", default="raserec-tune", help="MLflow experiment")
     p.add_argument("--katib-manifest", metavar="OUT", help="write this search as a Katib Experiment to OUT and exit")
@@ -49,12 +51,13 @@ def _local(path: str) -> str:
 def run(args: argparse.Namespace) -> dict:
     from raserec_core.tuning.study import TuneError, TuneRequest, tune
 
-    if args.trials < 1 or args.warmup_epochs < 0:
-        raise TuneError("--trials must be >= 1 and --warmup-epochs >= 0")
+    if args.trials < 1 or args.warmup_epochs < 0 or args.prune_patience < 0:
+        raise TuneError("--trials must be >= 1, --warmup-epochs and --prune-patience >= 0")
     req = TuneRequest(
         data=_local(args.data), space=args.space, study_dir=Path(args.study_dir or ".").resolve(),
         config=_local(args.config) if args.config else None, overrides=overrides(args), trials=args.trials,
         timeout=args.timeout, pruner=args.pruner, warmup_epochs=args.warmup_epochs,
+        prune_patience=args.prune_patience,
         tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None, experiment=args.experiment,
     )
     if args.katib_manifest:

@@ -1,0 +1,86 @@
+"""A `raserec tune` study as a tracked record and a Markdown table (RESULTS.md, "Tuning study").
+
+Reads the study folder (Optuna's SQLite, each trial's history.json and metrics.json), writes every
+trial (values, state, epochs, best validation value, test metrics of complete trials) to --output and
+prints the table, best validation first. Run it while the study runs too: unfinished trials show as such.
+
+    python benchmarks/tune_report.py --study-dir benchmarks/runs/tune-beauty-2020 \
+        --output benchmarks/results/tune_beauty_2020.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from records import environment  # this folder
+
+SHORT = {"pretrain.lr": "lr", "model.n_layers": "blocks", "model.hidden_dropout": "dropout",
+         "model.attn_dropout": "attn dropout", "model.layer": "layer"}
+
+
+def trial_rows(study_dir: Path) -> list[dict]:
+    import optuna
+
+    from raserec_core.tuning.trial import read_history
+
+    study = optuna.load_study(study_name="raserec", storage=f"sqlite:///{(study_dir / 'study.db').resolve()}")
+    spec = json.loads((study_dir / "study.json").read_text())
+    metric = spec["metric"]
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        run_dir = study_dir / t.user_attrs.get("run_dir", f"trials/{t.number}")
+        history = read_history(run_dir)
+        curve = [r[metric] for r in history]
+        rows.append({
+            "trial": t.number, "state": t.state.name.lower(), "params": t.params,
+            "epochs": len(history), "best_valid": max(curve) if curve else None,
+            "value": t.value,  # the objective (complete trials): valid metric of the selected epoch
+            "test": {k: v for k, v in t.user_attrs.get("metrics", {}).items() if k.startswith("test/")},
+            "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start else None,
+        })
+    return rows
+
+
+def table(rows: list[dict], metric: str) -> str:
+    keys = [k for k in SHORT if any(k in r["params"] for r in rows)]
+    head = ["trial", *(SHORT[k] for k in keys), "state", "epochs", f"best {metric}",
+            "test HR@10 / NDCG@10 (seen excl.)", "test, seen kept"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def fmt(v):
+        return f"{v:.2g}" if isinstance(v, float) and v < 0.01 else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    order = sorted(rows, key=lambda r: -(r["best_valid"] or 0))
+    for r in order:
+        t = r["test"]
+        test = f"{t['test/seen_excluded/hr@10']:.4f} / {t['test/seen_excluded/ndcg@10']:.4f}" if t else ""
+        kept = f"{t['test/seen_kept/hr@10']:.4f} / {t['test/seen_kept/ndcg@10']:.4f}" if t else ""
+        best = f"{r['best_valid']:.4f}" if r["best_valid"] is not None else ""
+        cells = [str(r["trial"]), *(fmt(r["params"].get(k, "")) for k in keys), r["state"], str(r["epochs"]), best,
+                 test, kept]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--study-dir", required=True, type=Path)
+    ap.add_argument("--output", type=Path, help="the record (JSON) to write")
+    args = ap.parse_args()
+    spec = json.loads((args.study_dir / "study.json").read_text())
+    rows = trial_rows(args.study_dir)
+    if args.output:
+        record = {"study_dir": str(args.study_dir), "data": spec["data"], "space": spec["space"],
+                  "overrides": spec["overrides"], "config": spec["config"], "metric": spec["metric"],
+                  **environment(), "trials": rows}
+        args.output.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+    print(table(rows, spec["metric"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
