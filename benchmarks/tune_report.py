@@ -29,20 +29,53 @@ def trial_rows(study_dir: Path) -> list[dict]:
     study = optuna.load_study(study_name="raserec", storage=f"sqlite:///{(study_dir / 'study.db').resolve()}")
     spec = json.loads((study_dir / "study.json").read_text())
     metric = spec["metric"]
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
+        if t.number in retried:  # a trial a stopped tuner left running: its retry resumed it, same folder
+            continue
         run_dir = study_dir / t.user_attrs.get("run_dir", f"trials/{t.number}")
         history = read_history(run_dir)
         curve = [r[metric] for r in history]
         rows.append({
             "trial": t.number, "state": t.state.name.lower(), "params": t.params,
+            "resumed_from": t.user_attrs.get("retry_of"), "rerun_of_pruned": t.user_attrs.get("rerun_of_pruned"),
             "epochs": len(history), "best_valid": max(curve) if curve else None,
             "value": t.value,  # the objective (complete trials): valid metric of the selected epoch
             "test": {k: v for k, v in t.user_attrs.get("metrics", {}).items() if k.startswith("test/")},
+            "curve": curve,
             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start else None,
         })
     return rows
+
+
+def replay(curves: dict[int, list[float]], warmup: int, patience: int) -> dict[int, int | None]:
+    """For each curve, the epoch at which `raserec tune`'s pruner would stop it had every other curve
+    finished before it (None: never), asked of Optuna itself as the tuner asks it."""
+    import optuna
+
+    from raserec_core.tuning.study import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stops = {}
+    for n, curve in curves.items():
+        study = optuna.create_study(direction="maximize", pruner=make_pruner("median", warmup, patience))
+        for m, other in curves.items():
+            if m != n:
+                t = study.ask()
+                for epoch, v in enumerate(other, 1):
+                    t.report(v, epoch)
+                study.tell(t, max(other))
+        t = study.ask()
+        stops[n] = None
+        for epoch, v in enumerate(curve, 1):
+            t.report(v, epoch)
+            if t.should_prune():
+                stops[n] = epoch
+                break
+    return stops
 
 
 def table(rows: list[dict], metric: str) -> str:
@@ -60,7 +93,8 @@ def table(rows: list[dict], metric: str) -> str:
         test = f"{t['test/seen_excluded/hr@10']:.4f} / {t['test/seen_excluded/ndcg@10']:.4f}" if t else ""
         kept = f"{t['test/seen_kept/hr@10']:.4f} / {t['test/seen_kept/ndcg@10']:.4f}" if t else ""
         best = f"{r['best_valid']:.4f}" if r["best_valid"] is not None else ""
-        cells = [str(r["trial"]), *(fmt(r["params"].get(k, "")) for k in keys), r["state"], str(r["epochs"]), best,
+        state = r["state"] + (f" (rerun of pruned {r['rerun_of_pruned']})" if r.get("rerun_of_pruned") is not None else "")
+        cells = [str(r["trial"]), *(fmt(r["params"].get(k, "")) for k in keys), state, str(r["epochs"]), best,
                  test, kept]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -70,6 +104,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--study-dir", required=True, type=Path)
     ap.add_argument("--output", type=Path, help="the record (JSON) to write")
+    ap.add_argument("--replay", nargs=2, type=int, action="append", metavar=("WARMUP", "PATIENCE"),
+                    help="also print where the pruner with these settings would stop each complete trial")
     args = ap.parse_args()
     spec = json.loads((args.study_dir / "study.json").read_text())
     rows = trial_rows(args.study_dir)
@@ -79,6 +115,11 @@ def main() -> int:
                   **environment(), "trials": rows}
         args.output.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
     print(table(rows, spec["metric"]))
+    curves = {r["trial"]: r["curve"] for r in rows if r["state"] == "complete"}
+    for warmup, patience in args.replay or []:
+        stops = replay(curves, warmup, patience)
+        print(f"\nwarmup {warmup}, patience {patience}: stopped at epoch "
+              + ", ".join(f"trial {n}: {e if e else '-'} of {len(curves[n])}" for n, e in stops.items()))
     return 0
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +157,11 @@ def make_pruner(kind: str, warmup_epochs: int, patience: int):
     if kind == "none":
         return optuna.pruners.NopPruner()
     median = optuna.pruners.MedianPruner(n_warmup_steps=warmup_epochs)
-    return optuna.pruners.PatientPruner(median, patience=patience) if patience > 0 else median
+    if patience == 0:
+        return median
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8, unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.PatientPruner(median, patience=patience)
 
 
 def _open_study(req: TuneRequest, seed: int):
