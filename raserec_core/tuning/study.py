@@ -147,7 +147,7 @@ def make_pruner(kind: str, warmup_epochs: int, patience: int):
     """Optuna's median rule, applied only to a trial whose validation value has stalled.
 
     The plain median rule prunes slow starters: on Beauty (benchmarks/RESULTS.md, "Tuning study") the
-    default config and the best trial, both at a low learning rate, sat below the median at epoch 4 of
+    default config and the best trial, both at a low learning rate, sat below the median at epoch 3 of
     curves that peak after epoch 20, under trials that rose fast and overfitted. So a trial is pruned
     only once its best value is more than ``patience`` epochs old (Optuna's PatientPruner): one still
     improving never is. ``patience`` 0 gives the plain rule.
