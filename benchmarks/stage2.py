@@ -66,6 +66,7 @@ PLAN = [
     ("beauty-fastligr-2022", "fast"),
     ("sports-fastligr-2022", "fast"),
     ("beauty-fastligr-2020", "fast"),
+    ("beauty-fasttune2-2020", "fast"),
     ("sports-fastligr-2020", "fast"),
     ("sports-fastligr-2021", "fast"),
 ]
