@@ -53,29 +53,14 @@ def trial_rows(study_dir: Path) -> list[dict]:
 
 def replay(curves: dict[int, list[float]], warmup: int, patience: int) -> dict[int, int | None]:
     """For each curve, the epoch at which `raserec tune`'s pruner would stop it had every other curve
-    finished before it (None: never), asked of Optuna itself as the tuner asks it."""
+    finished before it (None: never)."""
     import optuna
 
-    from raserec_core.tuning.study import make_pruner
+    from raserec_core.tuning.study import make_pruner, pruned_at
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stops = {}
-    for n, curve in curves.items():
-        study = optuna.create_study(direction="maximize", pruner=make_pruner("median", warmup, patience))
-        for m, other in curves.items():
-            if m != n:
-                t = study.ask()
-                for epoch, v in enumerate(other, 1):
-                    t.report(v, epoch)
-                study.tell(t, max(other))
-        t = study.ask()
-        stops[n] = None
-        for epoch, v in enumerate(curve, 1):
-            t.report(v, epoch)
-            if t.should_prune():
-                stops[n] = epoch
-                break
-    return stops
+    return {n: pruned_at(make_pruner("median", warmup, patience), [c for m, c in curves.items() if m != n], curve)
+            for n, curve in curves.items()}
 
 
 def table(rows: list[dict], metric: str) -> str:

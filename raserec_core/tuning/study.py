@@ -164,6 +164,26 @@ def make_pruner(kind: str, warmup_epochs: int, patience: int):
         return optuna.pruners.PatientPruner(median, patience=patience)
 
 
+def pruned_at(pruner, finished: list[list[float]], curve: list[float]) -> int | None:
+    """The epoch at which ``pruner`` stops a trial with validation ``curve`` (one value an epoch) in an
+    in-memory study whose other trials finished with the ``finished`` curves; None when it never does.
+    Replays a pruning rule on recorded curves, asking Optuna as the tuner asks it."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for other in finished:
+        trial = study.ask()
+        for epoch, value in enumerate(other, 1):
+            trial.report(value, epoch)
+        study.tell(trial, max(other))
+    trial = study.ask()
+    for epoch, value in enumerate(curve, 1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            return epoch
+    return None
+
+
 def _open_study(req: TuneRequest, seed: int):
     import optuna
 

@@ -120,27 +120,13 @@ def test_recover_after_a_kill_inside_recovery_does_not_enqueue_twice():
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]
 
 
-def _pruned(pruner, curves: list[list[float]], new: list[float]) -> bool:
-    """Whether ``pruner`` stops a trial with curve ``new`` after the finished trials ``curves``."""
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    for curve in curves:
-        trial = study.ask()
-        for step, value in enumerate(curve, 1):
-            trial.report(value, step)
-        study.tell(trial, max(curve))
-    trial = study.ask()
-    for step, value in enumerate(new, 1):
-        trial.report(value, step)
-    return trial.should_prune()
-
-
 def test_pruner_spares_a_slow_starter_and_stops_a_stalled_trial():
-    from raserec_core.tuning.study import make_pruner
+    from raserec_core.tuning.study import make_pruner, pruned_at
 
     fast = [[0.03, 0.05, 0.06, 0.063, 0.064, 0.064, 0.063]] * 5  # fast risers, as the high learning rates
     rising = [0.012, 0.020, 0.030, 0.039, 0.045, 0.052]  # the best trial's start: below them, still improving
-    stalled = [0.010, 0.014, 0.013, 0.012, 0.013, 0.012, 0.013]  # its best 4 epochs back
-    assert _pruned(make_pruner("median", 3, 0), fast, rising)  # the plain median rule cuts it
-    assert not _pruned(make_pruner("median", 3, 3), fast, rising)
-    assert _pruned(make_pruner("median", 3, 3), fast, stalled)
-    assert not _pruned(make_pruner("none", 3, 3), fast, stalled)
+    stalled = [0.010, 0.014, 0.013, 0.012, 0.013, 0.012, 0.013]  # best at epoch 2, then lower
+    assert pruned_at(make_pruner("median", 3, 0), fast, rising) == 3  # the plain median rule cuts it
+    assert pruned_at(make_pruner("median", 3, 3), fast, rising) is None
+    assert pruned_at(make_pruner("median", 3, 3), fast, stalled) == 6  # its best (epoch 2) 4 epochs old
+    assert pruned_at(make_pruner("none", 3, 3), fast, stalled) is None
