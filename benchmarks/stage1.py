@@ -38,6 +38,9 @@ FASTLIGR = [*FAST, "--set", "model.layer=ligr"]
 # and retrained on Beauty (it retraces the trial) for RaSeRec on top.
 FASTTUNE2 = [*FAST, "--set", "model.layer=ligr", "--set", "pretrain.lr=0.0005670200264012757",
              "--set", "model.attn_dropout=0.1"]
+# The default with BSARec-style blocks (attention mixed with a causal Fourier low-pass filter, alpha 0.7,
+# c 5: BSARec's Beauty values; models/bsa.py), everything else the default's.
+FASTBSA = [*FAST, "--set", "model.layer=bsa"]
 
 # configs/duorec.yaml used length-bucketed batches until session 4; its seed-2020 run is kept as the
 # comparison that decided for RecBole's uniformly shuffled ones (RESULTS.md). The random-batch seed
@@ -74,6 +77,12 @@ RUNS = [
     ("sports", "fastligr", 2021, FASTLIGR),
     ("sports", "fasttune2", 2020, FASTTUNE2),
     ("beauty", "fasttune2", 2020, FASTTUNE2),
+    ("beauty", "fastbsa", 2020, FASTBSA),
+    ("sports", "fastbsa", 2020, FASTBSA),
+    ("beauty", "fastbsa", 2021, FASTBSA),
+    ("beauty", "fastbsa", 2022, FASTBSA),
+    ("sports", "fastbsa", 2021, FASTBSA),
+    ("sports", "fastbsa", 2022, FASTBSA),
 ]
 
 

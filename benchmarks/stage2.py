@@ -69,6 +69,12 @@ PLAN = [
     ("beauty-fasttune2-2020", "fast"),
     ("sports-fastligr-2020", "fast"),
     ("sports-fastligr-2021", "fast"),
+    ("beauty-fastbsa-2020", "fast"),
+    ("sports-fastbsa-2020", "fast"),
+    ("beauty-fastbsa-2021", "fast"),
+    ("beauty-fastbsa-2022", "fast"),
+    ("sports-fastbsa-2021", "fast"),
+    ("sports-fastbsa-2022", "fast"),
 ]
 
 

@@ -34,7 +34,9 @@ class SASRecConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     n_extra_tokens: int = 0  # e.g. CL4SRec's [mask] token, embedded but never scored
-    layer: str = "postln"  # postln: the published block; ligr: pre-norm, gated residuals, SwiGLU (models/ligr.py)
+    layer: str = "postln"  # postln: the published block; ligr: pre-norm, gated residuals, SwiGLU (models/ligr.py); bsa: attention + low-pass filter (models/bsa.py)
+    filter_alpha: float = 0.7  # bsa: the filter's share beside attention
+    filter_cutoff: int = 5  # bsa: BSARec's c, keeping cutoff // 2 + 1 frequencies of the max_len window
 
 
 class SelfAttention(nn.Module):
@@ -73,9 +75,15 @@ def _block(cfg: SASRecConfig) -> nn.Module:
         from .ligr import LiGRBlock
 
         return LiGRBlock(cfg.hidden_size, cfg.n_heads, cfg.inner_size, cfg.hidden_dropout, cfg.attn_dropout, cfg.layer_norm_eps)
+    if cfg.layer == "bsa":
+        from .bsa import BSABlock, LowPassFilter
+
+        lowpass = LowPassFilter(cfg.hidden_size, cfg.max_len, cfg.filter_cutoff, cfg.hidden_dropout, cfg.layer_norm_eps)
+        ffn = FeedForward(cfg.hidden_size, cfg.inner_size, cfg.hidden_dropout, cfg.layer_norm_eps)
+        return BSABlock(SelfAttention(cfg), ffn, lowpass, cfg.filter_alpha)
     if cfg.layer == "postln":
         return Block(cfg)
-    raise ValueError(f"unknown SASRec layer {cfg.layer!r} (expected postln or ligr)")
+    raise ValueError(f"unknown SASRec layer {cfg.layer!r} (expected postln, ligr or bsa)")
 
 
 class SASRec(nn.Module):

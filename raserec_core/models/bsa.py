@@ -1,0 +1,68 @@
+"""BSARec-style block: self-attention mixed with a fixed Fourier low-pass filter over the sequence.
+
+BSARec (Shin et al., AAAI 2024, arXiv 2312.10325) argues that self-attention alone under-weights a user's
+slowly changing taste and adds an inductive bias: keep the lowest ``c // 2 + 1`` frequencies of the
+sequence (its DFT over the ``max_len`` window), rescale the rest by a learned beta^2 per unit, and mix
+that with attention:
+
+    dsp = LN(x + Dropout(low(x) + beta^2 (x - low(x))))
+    x  <- FFN(alpha * dsp + (1 - alpha) * attention(x))      (post-LN attention and FFN as SASRec's)
+
+BSARec filters each training prefix as a whole window (every position sees the prefix's last items),
+which would rule out answering all of a user's prefixes from one pass (``data.packing``). Here the
+filter is causal: position t is the low-pass filter's output at the last position of the window that
+ends at t, with the positions before the user's first item set to zero. A low-pass projection of
+length W is circulant with impulse response h = irfft(mask, W), so that output is the causal
+convolution sum_{d < W} h[d] x[t - d]: position len-1 of a prefix is exactly what the FFT filter
+gives at the end of the zero-padded window, and nothing reads the right padding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dropout import Dropout
+
+
+def lowpass_impulse(window: int, cutoff: int) -> torch.Tensor:
+    """(window,) impulse response of the orthonormal rfft -> keep bins [0, cutoff // 2 + 1) -> irfft
+    projection over ``window`` positions (BSARec's ``c`` is ``cutoff``)."""
+    keep = torch.zeros(window // 2 + 1)
+    keep[: cutoff // 2 + 1] = 1.0
+    return torch.fft.irfft(keep.to(torch.complex64), n=window)
+
+
+def causal_lowpass(x: torch.Tensor, impulse: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) -> (B, L, D): y_t = sum_{0 <= d < min(t + 1, W)} impulse[d] x_{t-d}, one (L, L) Toeplitz matmul."""
+    L, W = x.shape[1], impulse.shape[0]
+    lag = torch.arange(L, device=x.device)[:, None] - torch.arange(L, device=x.device)[None, :]  # (L, L): t - s
+    inside = (lag >= 0) & (lag < W)
+    toeplitz = torch.where(inside, impulse[lag.clamp(0, W - 1)], torch.zeros((), device=x.device)).to(x.dtype)
+    return torch.einsum("ts,bsd->btd", toeplitz, x)
+
+
+class LowPassFilter(nn.Module):
+    """LN(x + Dropout(low + beta^2 (x - low))), beta learned per unit (BSARec's ``sqrt_beta``)."""
+
+    def __init__(self, hidden_size: int, window: int, cutoff: int, dropout: float, eps: float):
+        super().__init__()
+        self.register_buffer("impulse", lowpass_impulse(window, cutoff), persistent=False)  # derived from the config
+        self.sqrt_beta = nn.Parameter(torch.randn(1, 1, hidden_size))
+        self.dropout = Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = causal_lowpass(x, self.impulse)
+        return self.norm(x + self.dropout(low + self.sqrt_beta**2 * (x - low)))
+
+
+class BSABlock(nn.Module):
+    """alpha * LowPassFilter(x) + (1 - alpha) * SelfAttention(x), then SASRec's feed-forward."""
+
+    def __init__(self, attention: nn.Module, feed_forward: nn.Module, lowpass: LowPassFilter, alpha: float):
+        super().__init__()
+        self.attn, self.ffn, self.filter, self.alpha = attention, feed_forward, lowpass, alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.alpha * self.filter(x) + (1.0 - self.alpha) * self.attn(x))
