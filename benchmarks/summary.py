@@ -27,7 +27,10 @@ SPORTS_FAST = ["sports-fast-2020", "sports-fast-2021", "sports-fast-2022"]
 # The default with LiGR layers (configs/fast_ligr.yaml; benchmarks/stage1.py, FASTLIGR).
 BEAUTY_LIGR = ["beauty-fastligr-2020", "beauty-fastligr-2021", "beauty-fastligr-2022"]
 SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-2022"]
-FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR)  # the runs whose usual keys are the field's protocol
+# The default with BSARec-style blocks (model.layer=bsa; benchmarks/stage1.py, FASTBSA).
+BEAUTY_BSA = ["beauty-fastbsa-2020", "beauty-fastbsa-2021", "beauty-fastbsa-2022"]
+SPORTS_BSA = ["sports-fastbsa-2020", "sports-fastbsa-2021", "sports-fastbsa-2022"]
+FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR, BEAUTY_BSA, SPORTS_BSA)  # the runs whose usual keys are the field's protocol
 # The field's best published figures + 5% (seen items excluded), and the paper's figures (seen items kept).
 FIELD_MARK_BEAUTY = {"test/hr@10": 0.0974, "test/ndcg@10": 0.0558}
 FIELD_MARK_SPORTS = {"test/hr@10": 0.0597, "test/ndcg@10": 0.0339}
@@ -62,6 +65,14 @@ GROUPS = [
     ("Sports, the default with LiGR layers, stage 1, seen items excluded (issue 16)", SPORTS_LIGR, None,
      FIELD_MARK_SPORTS),
     ("Sports, the default with LiGR layers + RaSeRec, seen items excluded (issue 16)", SPORTS_LIGR, "fast",
+     {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, the default with BSARec-style blocks, stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, the default with BSARec-style blocks + RaSeRec, seen items excluded (issue 16)", BEAUTY_BSA, "fast",
+     {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the default with BSARec-style blocks, stage 1, seen items excluded (issue 16)", SPORTS_BSA, None,
+     FIELD_MARK_SPORTS),
+    ("Sports, the default with BSARec-style blocks + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA, "fast",
      {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
 ]
 

@@ -18,6 +18,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cl4srec": {"model.backbone": "sasrec", "model.layer": "postln", "pretrain.objective": "cl4srec", "pretrain.softmax": "full"},
     "duorec": {"model.backbone": "sasrec", "model.layer": "postln", "pretrain.objective": "duorec", "pretrain.softmax": "full"},
     "sasrec-ligr": {"model.backbone": "sasrec", "model.layer": "ligr", "pretrain.objective": "ce", "pretrain.softmax": "full"},
+    "sasrec-bsa": {"model.backbone": "sasrec", "model.layer": "bsa", "pretrain.objective": "ce", "pretrain.softmax": "full"},
     "sasrec-sampled": {"model.backbone": "sasrec", "model.layer": "postln", "pretrain.objective": "ce", "pretrain.softmax": "sampled"},
 }
 DEFAULTS = {"variants": list(VARIANTS)}

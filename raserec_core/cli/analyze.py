@@ -27,7 +27,7 @@ def _names(text: str) -> list[str]:
 
 # flag -> (option name, parser, help); each analysis takes the options of its DEFAULTS only
 OPTIONS = {
-    "--variants": ("variants", _names, "backbones: variants (sasrec, gru4rec, cl4srec, duorec, sasrec-ligr, sasrec-sampled)"),
+    "--variants": ("variants", _names, "backbones: variants (sasrec, gru4rec, cl4srec, duorec, sasrec-ligr, sasrec-bsa, sasrec-sampled)"),
     "--groups": ("groups", int, "longtail: equal-size popularity groups"),
     "--head-share": ("head_share", float, "longtail: share of training targets the head items make up"),
     "--kinds": ("kinds", _names, "partitions: length, popularity, random, time"),
