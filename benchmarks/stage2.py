@@ -75,6 +75,8 @@ PLAN = [
     ("beauty-fastbsa-2022", "fast"),
     ("sports-fastbsa-2021", "fast"),
     ("sports-fastbsa-2022", "fast"),
+    ("beauty-fastbsa2-2020", "fast"),
+    ("sports-fastbsa2-2020", "fast"),
 ]
 
 

@@ -89,7 +89,7 @@ class ModelConfig:
     layer_norm_eps: float = ranged(1e-12, "(0, inf)")
     initializer_range: float = ranged(0.02, "(0, inf)")
     gru_dropout: float = ranged(0.3, "[0, 1)")  # GRU4Rec embedding dropout
-    layer: str = "postln"  # SASRec block: postln (published) | ligr (pre-norm, gated residuals, SwiGLU) | bsa (+ low-pass filter)
+    layer: str = "bsa"  # SASRec block: bsa (BSARec's: + a low-pass filter) | postln (published) | ligr (pre-norm, gated residuals, SwiGLU)
     filter_alpha: float = ranged(0.7, "[0, 1]")  # bsa: weight of the low-pass filter beside attention (BSARec's alpha)
     filter_cutoff: int = ranged(5, "[1, inf)")  # bsa: BSARec's c; keeps the lowest cutoff // 2 + 1 frequencies of max_len
     ff_multiplier: float = ranged(0.0, "[0, inf)")  # > 0: the feed-forward width is hidden_size × this, in place of inner_size

@@ -32,11 +32,12 @@ def test_fast_yaml_is_the_default_configuration():
     assert load_config(CONFIGS / "fast.yaml") == Config()
 
 
-def test_fast_ligr_yaml_is_the_default_with_ligr_layers():
+@pytest.mark.parametrize(("name", "layer"), [("fast_ligr.yaml", "ligr"), ("fast_postln.yaml", "postln")])
+def test_layer_variants_are_the_default_with_other_blocks(name, layer):
     from raserec_core.config import Config
 
-    cfg = load_config(CONFIGS / "fast_ligr.yaml").to_dict()
-    assert cfg["model"]["layer"] == "ligr"
+    cfg = load_config(CONFIGS / name).to_dict()
+    assert cfg["model"]["layer"] == layer != Config().model.layer
     cfg["model"]["layer"] = Config().model.layer
     assert cfg == Config().to_dict()
 

@@ -68,9 +68,10 @@ def load_encoder(model_dir: str | Path, device: torch.device | str):
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     spec = manifest["encoder"]
-    encoder = build_encoder(
-        spec["backbone"], spec["n_items"], spec["max_len"], ModelConfig(**spec["model"]), spec["n_extra_tokens"]
-    )
+    # A manifest without "layer" predates the option: its blocks are the published post-LN ones, whatever
+    # the default is now.
+    model_cfg = ModelConfig(**{"layer": "postln", **spec["model"]})
+    encoder = build_encoder(spec["backbone"], spec["n_items"], spec["max_len"], model_cfg, spec["n_extra_tokens"])
     load_weights(encoder, model_dir / "encoder.pt", manifest["encoder_sha256"])
     return encoder.to(device).eval(), manifest
 

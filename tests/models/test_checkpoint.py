@@ -120,3 +120,22 @@ def test_truncated_encoder_weights_name_the_file_and_what_to_do(trained_model_di
 def test_an_intact_model_loads(trained_model_dir):
     encoder, manifest = load_encoder(trained_model_dir, "cpu")
     assert not encoder.training and manifest["kind"] == "encoder"
+
+
+def test_a_manifest_from_before_the_layer_option_loads_post_ln_blocks(tmp_path):
+    import json
+
+    from raserec_core.config import ModelConfig
+    from raserec_core.models.checkpoint import encoder_spec, file_sha256
+    from raserec_core.models.encoder import build_encoder
+    from raserec_core.models.sasrec import Block
+
+    old = build_encoder("sasrec", 30, 8, ModelConfig(layer="postln"))
+    torch.save(old.state_dict(), tmp_path / "encoder.pt")
+    spec = encoder_spec("sasrec", 30, 8, 0, ModelConfig(layer="postln"))
+    del spec["model"]["layer"], spec["model"]["filter_alpha"], spec["model"]["filter_cutoff"]  # as written then
+    manifest = {"kind": "encoder", "encoder": spec, "encoder_sha256": file_sha256(tmp_path / "encoder.pt")}
+    (tmp_path / "model.json").write_text(json.dumps(manifest))
+    encoder, _ = load_encoder(tmp_path, "cpu")
+    assert isinstance(encoder.blocks[0], Block)
+    torch.testing.assert_close(encoder.state_dict(), old.state_dict())

@@ -55,8 +55,12 @@ def test_unknown_backbone(tiny_cfg):
 
 
 def test_sasrec_parameter_count_matches_the_logged_run():
-    enc = build_encoder("sasrec", 12102, 50, ModelConfig())
+    enc = build_encoder("sasrec", 12102, 50, ModelConfig(layer="postln"))
     assert sum(p.numel() for p in enc.parameters()) == 877_824
+    # BSA blocks add BSARec's beta (64) and the filter's LayerNorm (128) per block: 878,208, the count its
+    # released Beauty log prints.
+    bsa = build_encoder("sasrec", 12102, 50, ModelConfig(layer="bsa"))
+    assert sum(p.numel() for p in bsa.parameters()) == 877_824 + 2 * (64 + 128)
 
 
 def test_row_does_not_depend_on_padding_width(encoder, make_padded):

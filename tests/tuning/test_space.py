@@ -72,7 +72,8 @@ def test_base_point_is_the_base_configs_values_or_none(tmp_path):
 pretrain.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
 model.layer: {type: categorical, choices: [postln, ligr]}
 """))
-    assert base_point(space, load_config(None, ["pretrain.lr=0.002"])) == {"pretrain.lr": 0.002, "model.layer": "postln"}
+    base = load_config(None, ["pretrain.lr=0.002", "model.layer=ligr"])
+    assert base_point(space, base) == {"pretrain.lr": 0.002, "model.layer": "ligr"}
     assert base_point(space, load_config(None, ["pretrain.lr=0.05"])) is None
 
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 SPACE = """
 pretrain.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-model.layer: {type: categorical, choices: [postln, ligr]}
+model.layer: {type: categorical, choices: [postln, bsa]}
 """
 METRIC = "valid/ndcg@10"  # the default pretrain.valid_metric
 
