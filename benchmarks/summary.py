@@ -21,13 +21,14 @@ KEYS = ("test/hr@5", "test/hr@10", "test/ndcg@5", "test/ndcg@10")
 # beauty-duorec-2020 belongs to the earlier bucketed run (RESULTS.md, stage 1).
 BEAUTY_DUOREC = ["beauty-duorec_random-2020", "beauty-duorec-2021", "beauty-duorec-2022"]
 SPORTS_DUOREC = ["sports-duorec-2020", "sports-duorec-2021", "sports-duorec-2022"]
-# The default configuration (configs/fast.yaml): its usual keys are the field's protocol (seen items excluded).
+# The default configuration until 2026-12-04, post-LN blocks (configs/fast_postln.yaml): its usual keys are the field's
+# protocol (seen items excluded).
 BEAUTY_FAST = ["beauty-fast-2020", "beauty-fast-2021", "beauty-fast-2022"]
 SPORTS_FAST = ["sports-fast-2020", "sports-fast-2021", "sports-fast-2022"]
 # The default with LiGR layers (configs/fast_ligr.yaml; benchmarks/stage1.py, FASTLIGR).
 BEAUTY_LIGR = ["beauty-fastligr-2020", "beauty-fastligr-2021", "beauty-fastligr-2022"]
 SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-2022"]
-# The default with BSARec-style blocks (model.layer=bsa; benchmarks/stage1.py, FASTBSA).
+# The default since 2026-12-04: BSARec-style blocks (configs/fast.yaml; benchmarks/stage1.py, FASTBSA).
 BEAUTY_BSA = ["beauty-fastbsa-2020", "beauty-fastbsa-2021", "beauty-fastbsa-2022"]
 SPORTS_BSA = ["sports-fastbsa-2020", "sports-fastbsa-2021", "sports-fastbsa-2022"]
 FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR, BEAUTY_BSA, SPORTS_BSA)  # the runs whose usual keys are the field's protocol
@@ -46,33 +47,33 @@ GROUPS = [
     ("Sports, DuoRec `us_x` (issue 3's stage-1 row)", SPORTS_DUOREC, None, None),
     ("Sports, RaSeRec, published setting (issue 3)", SPORTS_DUOREC, "paper",
      {"test/hr@10": 0.0482, "test/ndcg@10": 0.0256}),
-    ("Beauty, the default configuration, stage 1, seen items excluded (issue 16)", BEAUTY_FAST, None,
+    ("Beauty, the default (BSARec-style blocks), stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
      FIELD_MARK_BEAUTY),
-    ("Beauty, the default configuration + RaSeRec, seen items excluded (issue 16)", BEAUTY_FAST, "fast",
+    ("Beauty, the default (BSARec-style blocks) + RaSeRec, seen items excluded (issue 16)", BEAUTY_BSA, "fast",
      {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, the default configuration, stage 1, seen items excluded (issue 16)", SPORTS_FAST, None,
+    ("Sports, the default (BSARec-style blocks), stage 1, seen items excluded (issue 16)", SPORTS_BSA, None,
      FIELD_MARK_SPORTS),
-    ("Sports, the default configuration + RaSeRec, seen items excluded (issue 16)", SPORTS_FAST, "fast",
+    ("Sports, the default (BSARec-style blocks) + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA, "fast",
      {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
-    ("Beauty, the default configuration + RaSeRec with top-K 10, seen items excluded (issue 16)", BEAUTY_FAST,
+    ("Beauty, the post-LN default, stage 1, seen items excluded (issue 16)", BEAUTY_FAST, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, the post-LN default + RaSeRec, seen items excluded (issue 16)", BEAUTY_FAST, "fast",
+     {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the post-LN default, stage 1, seen items excluded (issue 16)", SPORTS_FAST, None,
+     FIELD_MARK_SPORTS),
+    ("Sports, the post-LN default + RaSeRec, seen items excluded (issue 16)", SPORTS_FAST, "fast",
+     {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, the post-LN default + RaSeRec with top-K 10, seen items excluded (issue 16)", BEAUTY_FAST,
      "fastk10", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, the default configuration + RaSeRec with top-K 10, seen items excluded (issue 16)", SPORTS_FAST,
+    ("Sports, the post-LN default + RaSeRec with top-K 10, seen items excluded (issue 16)", SPORTS_FAST,
      "fastk10", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
-    ("Beauty, the default with LiGR layers, stage 1, seen items excluded (issue 16)", BEAUTY_LIGR, None,
+    ("Beauty, LiGR layers (`configs/fast_ligr.yaml`), stage 1, seen items excluded (issue 16)", BEAUTY_LIGR, None,
      FIELD_MARK_BEAUTY),
-    ("Beauty, the default with LiGR layers + RaSeRec, seen items excluded (issue 16)", BEAUTY_LIGR, "fast",
+    ("Beauty, LiGR layers (`configs/fast_ligr.yaml`) + RaSeRec, seen items excluded (issue 16)", BEAUTY_LIGR, "fast",
      {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, the default with LiGR layers, stage 1, seen items excluded (issue 16)", SPORTS_LIGR, None,
+    ("Sports, LiGR layers (`configs/fast_ligr.yaml`), stage 1, seen items excluded (issue 16)", SPORTS_LIGR, None,
      FIELD_MARK_SPORTS),
-    ("Sports, the default with LiGR layers + RaSeRec, seen items excluded (issue 16)", SPORTS_LIGR, "fast",
-     {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
-    ("Beauty, the default with BSARec-style blocks, stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
-     FIELD_MARK_BEAUTY),
-    ("Beauty, the default with BSARec-style blocks + RaSeRec, seen items excluded (issue 16)", BEAUTY_BSA, "fast",
-     {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, the default with BSARec-style blocks, stage 1, seen items excluded (issue 16)", SPORTS_BSA, None,
-     FIELD_MARK_SPORTS),
-    ("Sports, the default with BSARec-style blocks + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA, "fast",
+    ("Sports, LiGR layers (`configs/fast_ligr.yaml`) + RaSeRec, seen items excluded (issue 16)", SPORTS_LIGR, "fast",
      {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
 ]
 

@@ -13,7 +13,7 @@ import pytest
 
 # Small settings per analysis: each runs in seconds on the toy data.
 OPTIONS = {
-    "backbones": ["--variants", "sasrec,gru4rec,cl4srec,duorec,sasrec-ligr,sasrec-sampled"],
+    "backbones": ["--variants", "sasrec-bsa,sasrec,gru4rec,cl4srec,duorec,sasrec-sampled"],
     "longtail": [],
     "partitions": ["--fractions", "0.5,1", "--lengths", "3"],
     "noise": ["--shares", "0,0.3", "--where", "test,train"],
@@ -101,9 +101,10 @@ def test_long_tail_groups_recompute_from_the_dumps(outputs, analysis_inputs):
 
 def test_what_did_not_change_is_not_retrained(outputs, analyze, analysis_inputs, tmp_path):
     cache = analysis_inputs["cache"]
-    # the given models are reused: the sasrec variant is the stage-1 model, top_k=4 / alpha 0.5 the fine-tuned one
+    # the given models are reused: the sasrec-bsa variant is the stage-1 model (the default's blocks), top_k=4 /
+    # alpha 0.5 the fine-tuned one
     backbones = read_csv(outputs[0] / "backbones" / "backbones.csv")
-    assert backbones[0]["variant"] == "sasrec"
+    assert backbones[0]["variant"] == "sasrec-bsa"
     pretrains = {p.name for p in cache.glob("pretrain-*")}
     assert len(pretrains) == 5 + 1  # five other backbones, the noisy training data
     before = sorted(p.name for p in cache.iterdir())

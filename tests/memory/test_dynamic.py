@@ -174,11 +174,15 @@ def test_recommendations_for_an_affected_user_change(added, flat_bank_dir, finet
     diff = max(abs(by_item_a[i] - by_item_b[i]) for i in by_item_a)
     assert diff > 1e-4  # the tiny RAM is weak, but its first memory is now another one
     # a history whose memories the slice does not touch is recommended exactly as before
-    far = [["20", "21", "22", "23", "24"]]
     rec = Recommender.load(finetuned_dir, out, "cpu")
-    h = rec.encoder(*rec._encode_histories(far))
-    r = rec.bank.retriever()(h, torch.tensor([rec.user_index["9"]]), torch.tensor([5]), rec.top_k)
-    assert r.mask.all() and (r.ids < 150).all()  # precondition: none of the new entries is among its memories
+
+    def untouched(history):  # none of the new entries (ids from 150) is among its memories
+        h = rec.encoder(*rec._encode_histories([history]))
+        r = rec.bank.retriever()(h, torch.tensor([rec.user_index["9"]]), torch.tensor([len(history)]), rec.top_k)
+        return bool(r.mask.all() and (r.ids < 150).all())
+
+    candidates = [[str(i) for i in range(start, start + 5)] for start in (20, 30, 40, 60, 80, 100, 120)]
+    far = [next(h for h in candidates if untouched(h))]  # StopIteration: the precondition holds for none
     assert Recommender.load(finetuned_dir, out, "cpu").recommend(far, ["9"], k=60) == \
         Recommender.load(finetuned_dir, flat_bank_dir, "cpu").recommend(far, ["9"], k=60)
 
