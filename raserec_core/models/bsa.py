@@ -1,9 +1,9 @@
 """BSARec-style block: self-attention mixed with a fixed Fourier low-pass filter over the sequence.
 
-BSARec (Shin et al., AAAI 2024, arXiv 2312.10325) argues that self-attention alone under-weights a user's
-slowly changing taste and adds an inductive bias: keep the lowest ``c // 2 + 1`` frequencies of the
-sequence (its DFT over the ``max_len`` window), rescale the rest by a learned beta^2 per unit, and mix
-that with attention:
+BSARec (Shin et al., AAAI 2024, arXiv 2312.10325) argues that self-attention alone lacks an inductive
+bias toward sequential patterns and smooths away high frequencies, and adds a fixed Fourier one: keep the
+lowest ``c // 2 + 1`` frequencies of the sequence (its DFT over the ``max_len`` window), rescale the rest,
+the high-frequency part, by a learned beta^2 per unit, and mix that with attention:
 
     dsp = LN(x + Dropout(low(x) + beta^2 (x - low(x))))
     x  <- FFN(alpha * dsp + (1 - alpha) * attention(x))      (post-LN attention and FFN as SASRec's)
