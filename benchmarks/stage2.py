@@ -7,7 +7,8 @@ the same encoder and wall times. Finished runs are skipped; an interrupted fine-
 
 Variants: `paper` (the released setting: beta 1.0, IVF nprobe 1), `beta0.5` (both channels),
 `exact` (Flat index: exact retrieval), `fast` (the default configuration, configs/fast.yaml: seen items
-excluded), `fastk10` (the default with 10 retrieved memories instead of 20).
+excluded), `fastk10` (the default with 10 retrieved memories instead of 20), `fastsel` (the default, its fallback to the
+encoder alone named: for runs recorded before it).
 
     python benchmarks/stage2.py [--only NAME ...] [--work benchmarks/runs]
 """
@@ -35,6 +36,9 @@ VARIANTS = {
     "exact": (["--index-type", "flat"], [], CONFIGS / "raserec.yaml"),
     "fast": ([], [], CONFIGS / "fast.yaml"),  # the default configuration's stage 2, seen items excluded
     "fastk10": ([], ["--set", "finetune.top_k=10"], CONFIGS / "fast.yaml"),  # the sensitivity analysis's best top-K
+    # The default with the fallback to the encoder alone named (finetune.encoder_fallback, the default from
+    # 2026-12-04 on): for encoders whose "fast" run was recorded before it and falls back.
+    "fastsel": ([], ["--set", "finetune.encoder_fallback=true"], CONFIGS / "fast.yaml"),
 }
 
 # (stage-1 run name, variant), in the order they should run.
@@ -77,6 +81,7 @@ PLAN = [
     ("sports-fastbsa-2022", "fast"),
     ("beauty-fastbsa2-2020", "fast"),
     ("sports-fastbsa2-2020", "fast"),
+    ("beauty-fastbsa-2021", "fastsel"),
 ]
 
 
@@ -123,6 +128,7 @@ def main() -> int:
             "best_epoch": manifest["best_epoch"], "epochs_run": manifest["epochs_run"],
             "train_seconds": round(manifest["train_seconds"], 1),
             "trainable_parameters": manifest["n_trainable_parameters"],
+            "encoder_fallback": manifest.get("encoder_fallback"),  # None: off, or recorded before it existed
             **environment(),
             "metrics": metrics, "stage1_metrics": s1["metrics"],
         }

@@ -112,7 +112,7 @@ TINY_OVERRIDES = {
     "data": {"max_len": 10},
     "model": {"hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32},
     "pretrain": {"epochs": 1, "batch_size": 64, "objective": "ce", "length_chunks": 1},
-    "finetune": {"epochs": 1, "batch_size": 64, "top_k": 4},
+    "finetune": {"epochs": 1, "batch_size": 64, "top_k": 4, "encoder_fallback": False},  # the RAM, as TINY
     "memory": {"index_type": "brute"},
     "eval": {"ks": [5, 10], "topk": 5},
 }

@@ -116,8 +116,12 @@ class Workspace:
         from .. import steps
 
         data = Path(data or self.inputs.data)
+        # The analyses measure the RAM itself: no fallback to the encoder alone (finetune.encoder_fallback), and
+        # the given model stands for its settings only if it did not fall back.
+        cfg = ram_always(cfg)
         given = (model, memory, data) == (self.inputs.baseline, self.inputs.memory, self.inputs.data)
-        if given and cfg.section("seed", "finetune") == self.cfg.section("seed", "finetune"):
+        if (given and cfg.section("seed", "finetune") == ram_always(self.cfg).section("seed", "finetune")
+                and not fell_back(self.inputs.model)):
             return self.inputs.model
         identity = self._identity("finetune", cfg, FINETUNE_SECTIONS, dataset=dataset_fingerprint(data),
                                   encoder=encoder_sha(model), memory=bank_digest(memory))
@@ -157,6 +161,16 @@ class Workspace:
             start = time.perf_counter()
             rec.retrieve(h, split.user, split.lengths)
         return time.perf_counter() - start
+
+
+def ram_always(cfg: Config) -> Config:
+    return replace(cfg, finetune=replace(cfg.finetune, encoder_fallback=False))
+
+
+def fell_back(model: Path) -> bool:
+    """Whether the fine-tuned ``model`` ranks by its encoder alone (finetune.encoder_fallback used)."""
+    manifest = json.loads((Path(model) / "model.json").read_text())
+    return bool((manifest.get("encoder_fallback") or {}).get("used"))
 
 
 def with_settings(cfg: Config, settings: dict[str, Any]) -> Config:

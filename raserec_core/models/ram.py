@@ -108,6 +108,8 @@ class RAM(nn.Module):
         ``second`` = (S2, T2, mask2): a separate retrieved list for the tar->seq channel.
         """
         c = self.cfg
+        if c.alpha == 1.0:  # h_aug = h: the model ranks by its encoder (finetune's fallback); exact, and no work
+            return h
         S2, T2, mask2 = second if second is not None else (S, T, mask)
         if self.rank_embedding is not None:
             rank = self.rank_embedding.weight[: S.shape[1]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -65,6 +65,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
     def finish() -> dict:  # rank 0 (or the one process): evaluate the best epoch, write the model folder
         ram.load_state_dict(read_weights(out_dir / "best.pt"))
         ram.eval()
+        selection = select_over_encoder(ram, validate, loop_cfg.valid_metric, state.best) if f.encoder_fallback else None
         test = InstanceTensors(ds.splits["test"])
         test_rec = rec.for_test(ds, device)
         metrics = {
@@ -83,7 +84,24 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
             "dataset_fingerprint": ds.fingerprint,
             "memory": {"index_type": bank.index.kind, "entries": len(bank)},
             "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
+            "encoder_fallback": selection,
         }
         return write_model_folder(out_dir, manifest, metrics, state)
 
     return distributed.on_main(finish)
+
+
+def select_over_encoder(ram, validate, metric: str, ram_best: float) -> dict:
+    """Keep the fine-tuned RAM only if its best validation score beats the encoder alone; otherwise set its
+    alpha to 1, which makes h_aug = h exactly, so the model ranks as its encoder does. Returns the record of
+    the comparison for the manifest (the RAM's configuration, alpha included, is saved with it)."""
+    trained = ram.cfg
+    ram.cfg = replace(trained, alpha=1.0)
+    encoder_score = validate()[metric]
+    used = encoder_score >= ram_best
+    if used:
+        log.warning("fine-tuning did not beat the encoder alone on validation (%s %.4f against %.4f): the model "
+                    "ranks by the encoder (RAM alpha 1)", metric, ram_best, encoder_score)
+    else:
+        ram.cfg = trained
+    return {"used": used, "metric": metric, "encoder": encoder_score, "ram": ram_best}

@@ -144,6 +144,53 @@ def test_metrics_cover_both_splits(finetuned):
     assert metrics["valid/ndcg@10"] == pytest.approx(hist[manifest["best_epoch"] - 1]["valid/ndcg@10"])
 
 
+def test_a_ram_that_does_not_beat_the_encoder_falls_back_to_it(wide_dataset_dir, trained_model_dir, bank_dir,
+                                                               tiny_args, tmp_path):
+    from raserec_core.recommender import Recommender
+
+    out = tmp_path / "fallback"
+    # one epoch at lr 10 wrecks the RAM, so the encoder alone wins on validation
+    args = tiny_args(*FINETUNE, "finetune.epochs=1", "finetune.lr=10", "finetune.encoder_fallback=true")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(finetune_cmd(wide_dataset_dir, trained_model_dir, bank_dir, out, args)) == 0
+    manifest = json.loads((out / "model.json").read_text())
+    chosen = manifest["encoder_fallback"]
+    assert chosen["used"] is True and chosen["metric"] == "valid/ndcg@10" and chosen["encoder"] >= chosen["ram"]
+    assert manifest["ram"]["alpha"] == 1.0
+    # the model now ranks exactly as its encoder: the stage-1 model's metrics, both splits, both protocols
+    stage1 = json.loads((trained_model_dir / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert chosen["encoder"] == stage1["valid/ndcg@10"]
+    for key in ("valid/hr@10", "test/hr@10", "test/ndcg@10", "test/seen_kept/ndcg@10", "test/mrr@50"):
+        assert metrics[key] == stage1[key], key
+    served = Recommender.load(out, bank_dir, "cpu")
+    alone = Recommender(served.encoder, served.item_ids, served.max_len)  # no RAM: the encoder's ranking
+    queries = ([["3", "4", "5"], ["7", "8"]], ["3", "9"])
+    assert served.recommend(*queries, k=5) == alone.recommend(*queries, k=5)
+
+
+def test_a_ram_that_beats_the_encoder_is_kept():
+    from raserec_core.training.finetune import select_over_encoder
+
+    ram = RAM(RAMConfig(hidden_size=8, inner_size=16, top_k=2))
+    calls = []
+
+    def validate():  # the encoder alone scores 0.2 (called with alpha 1)
+        calls.append(ram.cfg.alpha)
+        return {"valid/ndcg@10": 0.2}
+
+    assert select_over_encoder(ram, validate, "valid/ndcg@10", 0.3) == {
+        "used": False, "metric": "valid/ndcg@10", "encoder": 0.2, "ram": 0.3}
+    assert calls == [1.0] and ram.cfg.alpha == 0.5
+    assert select_over_encoder(ram, validate, "valid/ndcg@10", 0.2)["used"] is True and ram.cfg.alpha == 1.0
+
+
+def test_a_ram_with_alpha_one_returns_the_user_representation_exactly():
+    ram = RAM(RAMConfig(hidden_size=8, inner_size=16, top_k=2, alpha=1.0)).eval()
+    h, S, T = torch.randn(3, 8), torch.randn(3, 2, 8), torch.randn(3, 2, 8)
+    assert torch.equal(ram(h, S, T, torch.ones(3, 2, dtype=torch.bool)), h)
+
+
 def test_encoder_and_item_table_are_frozen_in_memory(wide_dataset_dir, trained_model_dir, bank_dir, tmp_path):
     from raserec_core.config import load_config
     from raserec_core.data import read_dataset
