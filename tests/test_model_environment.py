@@ -57,8 +57,10 @@ def model_env(requirements: Path) -> Path:
             (env_dir / "constraints.txt").write_text(constraint)
             (env_dir / "requirements.txt").write_text(reqs)
             proc = subprocess.run(
-                [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(env_dir / "requirements.txt"),
-                 "-c", str(env_dir / "constraints.txt")],
+                # --no-compile halves the install (torch and mlflow hold thousands of modules); the few the tests
+                # import are compiled on first use
+                [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                 "-r", str(env_dir / "requirements.txt"), "-c", str(env_dir / "constraints.txt")],
                 capture_output=True, text=True, timeout=2400, env=_clean_env(),
             )
             assert proc.returncode == 0, proc.stderr[-3000:]
