@@ -65,7 +65,7 @@ def point(ws: Workspace, setting: dict[str, Any], options: dict[str, Any]) -> li
     if m == "backbone":
         whole = ws.evaluate("longtail-backbone", ws.inputs.baseline)
     else:
-        whole = ws.evaluate("longtail-raserec", ws.inputs.model, ws.inputs.memory)
+        whole = ws.evaluate("longtail-raserec", ws.raserec(), ws.inputs.memory)
     groups = group_rows(ws.output / whole["dump"], ws.inputs.data, options["groups"], options["head_share"])
     rows = [{"model": m, **g, "dump": whole["dump"]} for g in groups]
     return rows + [{"model": m, "group": "all", "users": sum(g["users"] for g in groups[: options["groups"]]),

@@ -92,7 +92,7 @@ def point(ws: Workspace, setting: dict[str, Any], options: dict[str, Any]) -> li
         n_items = read_dataset(ws.inputs.data, verify=False).n_items
         inputs = (lambda name, inst: corrupt(inst, share, n_items, seed)) if share > 0 else None
         base = ws.evaluate(f"{label}-backbone", ws.inputs.baseline, inputs=inputs)
-        rag = ws.evaluate(f"{label}-raserec", ws.inputs.model, ws.inputs.memory, inputs=inputs)
+        rag = ws.evaluate(f"{label}-raserec", ws.raserec(), ws.inputs.memory, inputs=inputs)
     else:
         data = noisy_dataset(ws.inputs.data, share, seed, ws.cache) if share > 0 else ws.inputs.data
         model = ws.pretrain(ws.cfg, data)

@@ -30,8 +30,9 @@ def point(ws: Workspace, setting: dict[str, Any], options: dict[str, Any]) -> li
     label = f"sensitivity-{p}-{v}"
     if p == "nprobe":
         overrides = {KEYS[p]: int(v)}
-        metrics = ws.evaluate(label, ws.inputs.model, ws.inputs.memory, overrides=overrides)
-        seconds = ws.retrieval_seconds(ws.inputs.model, ws.inputs.memory, overrides)
+        model = ws.raserec()
+        metrics = ws.evaluate(label, model, ws.inputs.memory, overrides=overrides)
+        seconds = ws.retrieval_seconds(model, ws.inputs.memory, overrides)
         return [{"param": p, "value": v, **metrics, "retrieval_s": seconds}]
     cfg = with_settings(ws.cfg, {KEYS[p]: v})
     fine = ws.finetune(cfg, ws.inputs.baseline, ws.inputs.memory)

@@ -129,6 +129,11 @@ class Workspace:
         steps.finetune(data, model, memory, out, cfg, self.device)
         return out
 
+    def raserec(self) -> Path:
+        """The fine-tuned model the analyses measure: the given one, or the same fine-tuning with the RAM kept
+        where the given one fell back to its encoder."""
+        return self.finetune(self.cfg, self.inputs.baseline, self.inputs.memory)
+
     def evaluate(self, label: str, model: Path, memory: Path | None = None, cfg: Config | None = None,
                  data: Path | None = None, inputs=None, overrides: dict | None = None) -> dict[str, Any]:
         """Test metrics of ``model`` (with ``memory``: RaSeRec) and its top-K dump ``dumps/<label>.parquet``.

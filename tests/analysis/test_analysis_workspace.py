@@ -18,7 +18,7 @@ def test_the_given_models_are_reused_under_their_own_settings(analysis_inputs, t
     ws = _workspace(analysis_inputs, tmp_path)
     assert ws.pretrain(ws.cfg) == ws.inputs.baseline
     assert ws.index(ws.cfg, ws.inputs.baseline) == ws.inputs.memory
-    assert ws.finetune(ws.cfg, ws.inputs.baseline, ws.inputs.memory) == ws.inputs.model
+    assert ws.finetune(ws.cfg, ws.inputs.baseline, ws.inputs.memory) == ws.inputs.model == ws.raserec()
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
@@ -46,3 +46,4 @@ def test_a_given_model_that_fell_back_to_its_encoder_is_not_reused(analysis_inpu
     made = ws.finetune(ws.cfg, ws.inputs.baseline, ws.inputs.memory)
     assert made != fell and made.parent == tmp_path / "cache"  # the analyses measure the RAM itself
     assert json.loads((made / "model.json").read_text())["encoder_fallback"] is None
+    assert ws.raserec() == made  # what the analyses evaluate in its place
