@@ -82,6 +82,7 @@ PLAN = [
     ("beauty-fastbsa2-2020", "fast"),
     ("sports-fastbsa2-2020", "fast"),
     ("beauty-fastbsa-2021", "fastsel"),
+    ("beauty-fastbsa3-2020", "fast"),
 ]
 
 
