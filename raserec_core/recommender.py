@@ -139,7 +139,7 @@ class Recommender:
         self.encoder, self.ram, self.bank = encoder.eval(), (ram.eval() if ram is not None else None), bank
         self.item_ids, self.max_len, self.settings = item_ids, max_len, settings
         self.retrievers: tuple[Retriever, ...] = ()
-        if bank is not None and ram is not None:
+        if bank is not None and ram is not None and not ram.passes_through:
             cf = settings.candidate_factor
             # Channel tar->seq reads its own list only when it is computed at all (β < 1).
             second = settings.channel2_retrieval == "target" and ram.cfg.beta != 1.0
@@ -210,7 +210,7 @@ class Recommender:
 
     def fuse(self, h: torch.Tensor, retrieved: tuple[Retrieved, ...], lengths: torch.Tensor) -> torch.Tensor:
         """h (B, D) on the model's device -> the RAM's h_aug (B, D); h itself without a RAM."""
-        if self.ram is None:
+        if self.ram is None or self.ram.passes_through:
             return h
         e = self.bank.entries
         lists = [gather_memories(e.keys, e.values, r, h.device) for r in retrieved]

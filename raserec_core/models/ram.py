@@ -99,6 +99,11 @@ class RAM(nn.Module):
         self.rank_embedding = nn.Embedding(cfg.top_k, cfg.hidden_size) if cfg.retrieval_position_embedding else None
         self.apply(partial(init_weights, std=cfg.initializer_range))
 
+    @property
+    def passes_through(self) -> bool:
+        """alpha 1: h_aug = h exactly (finetune's fallback to the encoder), so there is nothing to retrieve."""
+        return self.cfg.alpha == 1.0
+
     def forward(
         self, h: torch.Tensor, S: torch.Tensor, T: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor | None = None,
         second: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
@@ -108,7 +113,7 @@ class RAM(nn.Module):
         ``second`` = (S2, T2, mask2): a separate retrieved list for the tar->seq channel.
         """
         c = self.cfg
-        if c.alpha == 1.0:  # h_aug = h: the model ranks by its encoder (finetune's fallback); exact, and no work
+        if self.passes_through:
             return h
         S2, T2, mask2 = second if second is not None else (S, T, mask)
         if self.rank_embedding is not None:

@@ -164,6 +164,7 @@ def test_a_ram_that_does_not_beat_the_encoder_falls_back_to_it(wide_dataset_dir,
     for key in ("valid/hr@10", "test/hr@10", "test/ndcg@10", "test/seen_kept/ndcg@10", "test/mrr@50"):
         assert metrics[key] == stage1[key], key
     served = Recommender.load(out, bank_dir, "cpu")
+    assert served.retrievers == ()  # h_aug = h: nothing is retrieved for it
     alone = Recommender(served.encoder, served.item_ids, served.max_len)  # no RAM: the encoder's ranking
     queries = ([["3", "4", "5"], ["7", "8"]], ["3", "9"])
     assert served.recommend(*queries, k=5) == alone.recommend(*queries, k=5)
