@@ -92,6 +92,13 @@ class ModelConfig:
     layer: str = "bsa"  # SASRec block: bsa (BSARec's: + a low-pass filter) | postln (published) | ligr (pre-norm, gated residuals, SwiGLU)
     filter_alpha: float = ranged(0.7, "[0, 1]")  # bsa: weight of the low-pass filter beside attention (BSARec's alpha)
     filter_cutoff: int = ranged(5, "[1, inf)")  # bsa: BSARec's c; keeps the lowest cutoff // 2 + 1 frequencies of max_len
+    # bsa: causal (position t filters the window ending at t: one pass answers every prefix) or window
+    # (BSARec's: each prefix's whole window, later items included; per-prefix batching only).
+    filter_scope: str = "causal"
+    # How the encoder knows order: absolute (an embedding of each index from the sequence start, as
+    # published), lag (a learned attention bias per head and lag t - s: the last item is at lag 0 in every
+    # prefix; models/attention.py), or both.
+    positions: str = "absolute"
     ff_multiplier: float = ranged(0.0, "[0, inf)")  # > 0: the feed-forward width is hidden_size × this, in place of inner_size
 
     @property
@@ -120,6 +127,10 @@ class PretrainConfig:
     lr: float = ranged(1e-3, "(0, inf)")
     weight_decay: float = ranged(0.0, "[0, inf)")
     patience: int = ranged(5, "[1, inf)")
+    # Step the learning rate down on a plateau: after every lr_patience epochs without a validation gain
+    # it is multiplied by lr_decay (1: constant, as published); patience still stops the run.
+    lr_decay: float = ranged(1.0, "(0, 1]")
+    lr_patience: int = ranged(2, "[1, inf)")
     valid_metric: str = "ndcg@10"
     # random: uniformly shuffled instances, as the reference (RecBole) trained the logged DuoRec run;
     # bucket: batches of similar-length instances (shuffled pools sorted by length); its
@@ -219,6 +230,8 @@ CHOICES = {
     "data.engine": {"memory", "duckdb"},
     "model.backbone": {"sasrec", "gru4rec"},
     "model.layer": {"postln", "ligr", "bsa"},
+    "model.positions": {"absolute", "lag", "both"},
+    "model.filter_scope": {"causal", "window"},
     "pretrain.softmax": {"full", "sampled"},
     "pretrain.objective": {"ce", "duorec", "cl4srec"},
     "pretrain.contrast": {"un", "su", "us", "us_x"},

@@ -15,6 +15,11 @@ ends at t, with the positions before the user's first item set to zero. A low-pa
 length W is circulant with impulse response h = irfft(mask, W), so that output is the causal
 convolution sum_{d < W} h[d] x[t - d]: position len-1 of a prefix is exactly what the FFT filter
 gives at the end of the zero-padded window, and nothing reads the right padding.
+
+``filter_scope: window`` is BSARec's own filter: the whole window of each prefix, so in a lower block
+every position also reads the prefix's later items (a circular convolution over ``max_len``, the user's
+positions kept and the padding zeroed; a circulant filter does not care where in the window the items
+sit). Its representations hold only per prefix: no packing, ``SASRec.forward`` with each prefix's length.
 """
 
 from __future__ import annotations
@@ -42,18 +47,35 @@ def causal_lowpass(x: torch.Tensor, impulse: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ts,bsd->btd", toeplitz, x)
 
 
-class LowPassFilter(nn.Module):
-    """LN(x + Dropout(low + beta^2 (x - low))), beta learned per unit (BSARec's ``sqrt_beta``)."""
+def window_lowpass(x: torch.Tensor, impulse: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) -> (B, L, D): the FFT low-pass of each row's whole window, y_t = sum_s impulse[(t - s) mod W]
+    x_s over its valid positions (``valid`` (B, L) bool; L <= W), one (L, L) circulant matmul."""
+    L, W = x.shape[1], impulse.shape[0]
+    lag = (torch.arange(L, device=x.device)[:, None] - torch.arange(L, device=x.device)[None, :]) % W
+    return torch.einsum("ts,bsd->btd", impulse[lag].to(x.dtype), x * valid[..., None].to(x.dtype))
 
-    def __init__(self, hidden_size: int, window: int, cutoff: int, dropout: float, eps: float):
+
+class LowPassFilter(nn.Module):
+    """LN(x + Dropout(low + beta^2 (x - low))), beta learned per unit (BSARec's ``sqrt_beta``); ``low`` the
+    causal filter, or with ``scope="window"`` the whole window's (``valid`` then required)."""
+
+    def __init__(self, hidden_size: int, window: int, cutoff: int, dropout: float, eps: float, scope: str = "causal"):
         super().__init__()
+        if scope not in ("causal", "window"):
+            raise ValueError(f"unknown filter scope {scope!r} (expected causal or window)")
+        self.scope = scope
         self.register_buffer("impulse", lowpass_impulse(window, cutoff), persistent=False)  # derived from the config
         self.sqrt_beta = nn.Parameter(torch.randn(1, 1, hidden_size))
         self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = causal_lowpass(x, self.impulse)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if self.scope == "causal":
+            low = causal_lowpass(x, self.impulse)
+        elif valid is None:
+            raise ValueError("the whole-window filter needs each row's valid positions (SASRec.forward with lengths)")
+        else:
+            low = window_lowpass(x, self.impulse, valid)
         return self.norm(x + self.dropout(low + self.sqrt_beta**2 * (x - low)))
 
 
@@ -64,5 +86,9 @@ class BSABlock(nn.Module):
         super().__init__()
         self.attn, self.ffn, self.filter, self.alpha = attention, feed_forward, lowpass, alpha
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.alpha * self.filter(x) + (1.0 - self.alpha) * self.attn(x))
+    @property
+    def causal(self) -> bool:
+        return self.filter.scope == "causal"
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.ffn(self.alpha * self.filter(x, valid) + (1.0 - self.alpha) * self.attn(x))

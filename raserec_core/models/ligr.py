@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import causal_attention
+from .attention import LagBias, causal_attention
 from .dropout import Dropout
 
 
@@ -46,8 +46,10 @@ class SwiGLU(nn.Module):
 
 
 class LiGRBlock(nn.Module):
-    def __init__(self, hidden_size: int, n_heads: int, inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float):
+    def __init__(self, hidden_size: int, n_heads: int, inner_size: int, hidden_dropout: float, attn_dropout: float, eps: float,
+                 lag_bias: LagBias | None = None):
         super().__init__()
+        self.lag_bias = lag_bias
         self.n_heads, self.attn_dropout = n_heads, attn_dropout
         self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
@@ -60,7 +62,8 @@ class LiGRBlock(nn.Module):
     def attention(self, u: torch.Tensor) -> torch.Tensor:
         B, L, D = u.shape
         q, k, v = self.qkv(u).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B, H, L, D/H)
-        ctx = causal_attention(q, k, v, self.attn_dropout, self.training)  # (B, H, L, D/H)
+        bias = self.lag_bias(L) if self.lag_bias is not None else None
+        ctx = causal_attention(q, k, v, self.attn_dropout, self.training, bias)  # (B, H, L, D/H)
         return self.out(ctx.transpose(1, 2).reshape(B, L, D))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)

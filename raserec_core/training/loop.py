@@ -1,5 +1,6 @@
-"""The training loop both stages share: Adam, shuffled batches, validation every epoch, early stopping,
-a checkpoint after every epoch, and resume that ends bit-identical to an uninterrupted run (CPU).
+"""The training loop both stages share: Adam, shuffled batches, validation every epoch, an optional
+step-down of the learning rate on a plateau, early stopping, a checkpoint after every epoch, and resume
+that ends bit-identical to an uninterrupted run (CPU).
 
 What is checkpointed: weights, optimizer, the batch-order generator, the global RNG (dropout) and the
 loop state. Validation runs in eval mode and draws no random numbers, so it cannot shift the stream.
@@ -39,6 +40,9 @@ class LoopConfig:
     patience: int
     valid_metric: str  # e.g. "valid/mrr@10"; higher is better
     seed: int
+    # After every lr_patience epochs without a gain the learning rate is multiplied by lr_decay (1: constant).
+    lr_decay: float = 1.0
+    lr_patience: int = 2
 
 
 @dataclass
@@ -47,6 +51,7 @@ class LoopState:
     best: float = -math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
+    lr_scale: float = 1.0  # the learning rate is cfg.lr times this (lr_decay steps taken so far)
     stopped: bool = False
     history: list[dict] = field(default_factory=list)
 
@@ -97,6 +102,10 @@ def fit(
     main = distributed.is_main()
     if batches is None:
         batches = lambda g: random_batches(n_rows, cfg.batch_size, g)
+    # A captured step reads the learning rate from device memory, so a graphed run that decays it holds
+    # it in a tensor updated in place; elsewhere it stays a float.
+    lr_device = device if graphed and cfg.lr_decay < 1.0 else None
+    set_lr(optimizer, cfg.lr * state.lr_scale, lr_device)
     graphed_steps = GraphedSteps(graph, params, optimizer, device) if graphed else None
     while not state.stopped and state.epoch < cfg.epochs:
         epoch = state.epoch + 1
@@ -134,6 +143,7 @@ def fit(
         score = metrics[cfg.valid_metric]
         record = {
             "epoch": epoch,
+            "lr": cfg.lr * state.lr_scale,
             "loss": total / n_batches,
             **{f"loss_{k}": v / n_batches for k, v in parts_sum.items()},
             "train_time": train_time,
@@ -150,6 +160,10 @@ def fit(
         else:
             state.bad_epochs += 1
             state.stopped = state.bad_epochs >= cfg.patience
+            if cfg.lr_decay < 1.0 and not state.stopped and state.bad_epochs % cfg.lr_patience == 0:
+                state.lr_scale *= cfg.lr_decay
+                set_lr(optimizer, cfg.lr * state.lr_scale, lr_device)
+                log.info("no gain for %d epochs: learning rate now %.3g", state.bad_epochs, cfg.lr * state.lr_scale)
         state.epoch = epoch
         log.info(
             "epoch %d  loss %.4f  train %.1fs  valid %.1fs  %s %.4f  (best %.4f @%d)",
@@ -163,6 +177,18 @@ def fit(
     if on_epoch is not None and main:  # also after a resume that had nothing left to train
         on_epoch(state.history)
     return state
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, device: torch.device | None) -> None:
+    """Every group's learning rate to ``lr``: a float, or with ``device`` a tensor there, updated in place
+    once it is one (a CUDA graph captured the tensor's memory, not its value)."""
+    for group in optimizer.param_groups:
+        if device is None:
+            group["lr"] = lr
+        elif isinstance(group["lr"], torch.Tensor) and group["lr"].device == device:
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = torch.tensor(lr, dtype=torch.float32, device=device)
 
 
 def write_model_folder(out_dir: Path, manifest: dict, metrics: dict, state: LoopState) -> dict:

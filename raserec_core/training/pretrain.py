@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data import SeqDataset
 from ..data.batching import InstanceTensors
 from ..data.packing import pack_rows, prefix_windows, window_batches
@@ -107,6 +107,9 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
     objective = build_objective(cfg, train, ds.n_items)
 
     packing = p.batching == "sequence"
+    if packing and not getattr(encoder, "causal", True):
+        raise ConfigError("pretrain.batching=sequence reads every prefix off one pass, which needs a causal "
+                          "encoder; model.filter_scope=window is not: set pretrain.batching=random")
     window_of = prefix_windows(train.user, train.position, train.lengths) if packing else None
 
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
@@ -117,7 +120,7 @@ def pretrain(ds: SeqDataset, cfg: Config, out_dir: Path, device: torch.device, e
 
     loop_cfg = LoopConfig(
         epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, patience=p.patience,
-        valid_metric=f"valid/{p.valid_metric}", seed=cfg.seed,
+        valid_metric=f"valid/{p.valid_metric}", seed=cfg.seed, lr_decay=p.lr_decay, lr_patience=p.lr_patience,
     )
     def on_epoch(history: list[dict]) -> None:
         atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")

@@ -1,5 +1,6 @@
 """The BSARec-style block: the causal filter equals the FFT low-pass of each prefix's zero-padded
-window, the block mixes as its equations say, and the encoder stays causal (so packing holds)."""
+window, the block mixes as its equations say, and the encoder stays causal (so packing holds); the
+whole-window scope is BSARec's filter of every position and trains per prefix only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from raserec_core.config import load_config  # noqa: E402
-from raserec_core.models.bsa import BSABlock, causal_lowpass, lowpass_impulse  # noqa: E402
+from raserec_core.models.bsa import BSABlock, causal_lowpass, lowpass_impulse, window_lowpass  # noqa: E402
 from raserec_core.models.encoder import build_encoder  # noqa: E402
 
 N_ITEMS, MAX_LEN = 40, 12
@@ -63,3 +64,64 @@ def test_bsa_encoder_is_causal_so_prefixes_read_off_one_pass():
     assert not torch.allclose(out[0, 3], out[1, 3])
     # The prefix's own pass, cut to its length, gives the same representation as the packed one.
     torch.testing.assert_close(enc(seqs[:1, :4], torch.tensor([4])), out[:1, 3])
+
+
+def fft_lowpass(window: torch.Tensor, cutoff: int) -> torch.Tensor:
+    """BSARec's filter, every position of the window: rfft, keep cutoff // 2 + 1 bins, irfft."""
+    spec = torch.fft.rfft(window, dim=1, norm="ortho")
+    spec[:, cutoff // 2 + 1 :] = 0
+    return torch.fft.irfft(spec, n=window.shape[1], dim=1, norm="ortho")
+
+
+@pytest.mark.parametrize("cutoff", [1, 5])
+def test_window_filter_is_the_fft_lowpass_of_the_left_padded_window(cutoff):
+    torch.manual_seed(0)
+    W, L = 8, 6
+    x = torch.randn(3, L, 2, dtype=torch.float64)
+    lengths = torch.tensor([6, 4, 1])
+    valid = torch.arange(L)[None, :] < lengths[:, None]
+    y = window_lowpass(x, lowpass_impulse(W, cutoff).double(), valid)
+    for b, n in enumerate(lengths.tolist()):
+        window = torch.zeros(1, W, 2, dtype=torch.float64)  # BSARec's layout: the prefix at the window's end
+        window[0, W - n :] = x[b, :n]
+        torch.testing.assert_close(y[b, :n], fft_lowpass(window, cutoff)[0, W - n :])
+
+
+def test_window_scope_reads_later_items_and_refuses_packing():
+    cfg = load_config(overrides=["model.layer=bsa", "model.hidden_size=16", "model.filter_scope=window"]).model
+    torch.manual_seed(1)
+    enc = build_encoder("sasrec", N_ITEMS, MAX_LEN, cfg).eval()
+    assert not enc.causal
+    with pytest.raises(ValueError, match="filter_scope=window"):
+        enc.sequence_output(torch.tensor([[3, 4, 5]]))
+    # Two prefixes that share their first three items differ there once the fourth differs (a lower
+    # block's position 2 reads position 3) ...
+    a = enc(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]))
+    b = enc(torch.tensor([[3, 4, 5, 9]]), torch.tensor([4]))
+    assert not torch.allclose(a, b)
+    # ... while right padding, and how wide a batch is cut, never reach a representation.
+    padded = enc(torch.tensor([[3, 4, 5, 6, 0, 0], [3, 4, 5, 9, 10, 11]]), torch.tensor([4, 6]))
+    torch.testing.assert_close(padded[:1], a)
+    torch.testing.assert_close(padded[1:], enc(torch.tensor([[3, 4, 5, 9, 10, 11]]), torch.tensor([6])))
+
+
+def test_causal_scope_is_the_window_filter_at_each_prefix_end():
+    """At a prefix's last position the two scopes' filters agree: it is in the first block that they part."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    impulse = lowpass_impulse(MAX_LEN, 5).double()
+    causal = causal_lowpass(x, impulse)
+    for n in range(1, 6):
+        whole = window_lowpass(x, impulse, torch.arange(5)[None, :] < n)
+        torch.testing.assert_close(whole[:, n - 1], causal[:, n - 1])
+
+
+def test_window_scope_trains_per_prefix_and_refuses_packing(small_dataset_dir, tiny_args, tmp_path, capsys):
+    from raserec_core.cli.main import main
+
+    args = ["pretrain", "--data", str(small_dataset_dir), *tiny_args("model.layer=bsa", "model.filter_scope=window",
+                                                                      "pretrain.epochs=1")]
+    assert main([*args, "--output", str(tmp_path / "packed"), "--set", "pretrain.batching=sequence"]) == 2
+    assert "pretrain.batching=sequence" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "per-prefix"), "--set", "pretrain.batching=random"]) == 0
+    assert (tmp_path / "per-prefix" / "metrics.json").exists()

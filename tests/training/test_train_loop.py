@@ -35,9 +35,9 @@ def validate_for(module):
     return validate
 
 
-def cfg(epochs=4, patience=10):
+def cfg(epochs=4, patience=10, **decay):
     return LoopConfig(epochs=epochs, batch_size=8, lr=0.05, weight_decay=0.0, patience=patience,
-                      valid_metric="valid/neg_mse", seed=5)
+                      valid_metric="valid/neg_mse", seed=5, **decay)
 
 
 def strip_times(history):
@@ -49,7 +49,7 @@ def test_fit_trains_records_history_and_saves_best(tmp_path):
     state = fit(module, loss_fn_for(module), len(X), validate_for(module), cfg(epochs=3), tmp_path)
     assert state.epoch == 3 and len(state.history) == 3
     assert [r["epoch"] for r in state.history] == [1, 2, 3]
-    assert set(state.history[0]) == {"epoch", "loss", "loss_mse", "train_time", "valid_time", "valid/neg_mse"}
+    assert set(state.history[0]) == {"epoch", "lr", "loss", "loss_mse", "train_time", "valid_time", "valid/neg_mse"}
     assert state.history[-1]["loss"] < state.history[0]["loss"]
     assert state.best == max(r["valid/neg_mse"] for r in state.history)
     assert (tmp_path / "best.pt").exists() and (tmp_path / "checkpoint.pt").exists()
@@ -79,6 +79,63 @@ def test_best_weights_are_those_of_the_best_epoch(tmp_path):
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert all(torch.equal(best[k], snapshots[1][k]) for k in best)
     assert not all(torch.equal(best[k], snapshots[2][k]) for k in best)
+
+
+@pytest.fixture
+def step_lrs(monkeypatch):
+    """The learning rate of every optimizer step, in order (torch.optim.Adam.step wrapped)."""
+    lrs: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        lrs.append(float(self.param_groups[0]["lr"]))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    return lrs
+
+
+def test_learning_rate_steps_down_after_every_lr_patience_epochs_without_a_gain(tmp_path, step_lrs):
+    module = make_module()
+    scores = iter([0.5, 0.4, 0.45, 0.6, 0.3, 0.2, 0.1, 0.0, 0.1])
+    used = []
+
+    def validate():
+        used.append(step_lrs[-1])  # the lr of the epoch's last step
+        return {"valid/neg_mse": next(scores)}
+
+    decay = cfg(epochs=20, patience=5, lr_decay=0.5, lr_patience=2)
+    state = fit(module, loss_fn_for(module), len(X), validate, decay, tmp_path)
+    # bad epochs 2, 3 (halved after 3), a gain at 4 resets the count, 5, 6 (halved), 7, 8 (halved), 9 stops
+    assert [r["lr"] for r in state.history] == [0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125, 0.00625]
+    assert used == [r["lr"] for r in state.history]
+    assert state.stopped and state.epoch == 9 and state.lr_scale == 0.125
+
+
+def test_without_decay_the_learning_rate_stays(tmp_path, step_lrs):
+    module = make_module()
+    scores = iter([0.5, 0.4, 0.3, 0.2])
+    fit(module, loss_fn_for(module), len(X), lambda: {"valid/neg_mse": next(scores)}, cfg(epochs=4), tmp_path)
+    assert set(step_lrs) == {0.05}
+
+
+def test_resume_after_a_crash_keeps_the_decayed_learning_rate(tmp_path):
+    plateau = [0.5, 0.4, 0.3, 0.2, 0.1, 0.6]
+    decay = cfg(epochs=6, lr_decay=0.5, lr_patience=1)
+    a = make_module()
+    scores_a = iter(plateau)
+    state_a = fit(a, loss_fn_for(a), len(X), lambda: {"valid/neg_mse": next(scores_a)}, decay, tmp_path / "a")
+
+    b = make_module()
+    scores_b = iter(plateau[:3])  # the fourth validation raises StopIteration: the crash
+    with pytest.raises(StopIteration):
+        fit(b, loss_fn_for(b), len(X), lambda: {"valid/neg_mse": next(scores_b)}, decay, tmp_path / "b")
+    b2 = make_module()
+    scores_b2 = iter(plateau[3:])
+    state_b = fit(b2, loss_fn_for(b2), len(X), lambda: {"valid/neg_mse": next(scores_b2)}, decay, tmp_path / "b")
+    assert [r["lr"] for r in state_a.history] == [0.05, 0.05, 0.025, 0.0125, 0.00625, 0.003125]
+    assert strip_times(state_b.history) == strip_times(state_a.history)
+    assert all(torch.equal(v, b2.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 @pytest.mark.parametrize("crash_at", [1, 2, 3])
