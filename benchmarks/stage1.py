@@ -108,6 +108,9 @@ RUNS = [
     ("beauty", "fastbsalagonly", 2020, FASTBSA_LAGONLY),
     ("beauty", "fastbsadecay", 2020, FASTBSA_DECAY),
     ("beauty", "fastbsawin", 2020, FASTBSA_WINDOW),
+    ("beauty", "fastbsadecay", 2021, FASTBSA_DECAY),
+    ("beauty", "fastbsadecay", 2022, FASTBSA_DECAY),
+    ("sports", "fastbsadecay", 2020, FASTBSA_DECAY),
 ]
 
 

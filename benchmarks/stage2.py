@@ -83,6 +83,10 @@ PLAN = [
     ("sports-fastbsa2-2020", "fast"),
     ("beauty-fastbsa-2021", "fastsel"),
     ("beauty-fastbsa3-2020", "fast"),
+    ("beauty-fastbsadecay-2020", "fast"),
+    ("beauty-fastbsadecay-2021", "fast"),
+    ("beauty-fastbsadecay-2022", "fast"),
+    ("sports-fastbsadecay-2020", "fast"),
 ]
 
 
