@@ -31,7 +31,11 @@ SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-
 # The default since 2026-12-04: BSARec-style blocks (configs/fast.yaml; benchmarks/stage1.py, FASTBSA).
 BEAUTY_BSA = ["beauty-fastbsa-2020", "beauty-fastbsa-2021", "beauty-fastbsa-2022"]
 SPORTS_BSA = ["sports-fastbsa-2020", "sports-fastbsa-2021", "sports-fastbsa-2022"]
-FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR, BEAUTY_BSA, SPORTS_BSA)  # the runs whose usual keys are the field's protocol
+# The BSA default with the learning rate halved after every 2 epochs without a gain (benchmarks/stage1.py,
+# FASTBSA_DECAY).
+BEAUTY_DECAY = ["beauty-fastbsadecay-2020", "beauty-fastbsadecay-2021", "beauty-fastbsadecay-2022"]
+SPORTS_DECAY = ["sports-fastbsadecay-2020", "sports-fastbsadecay-2021", "sports-fastbsadecay-2022"]
+FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR, BEAUTY_BSA, SPORTS_BSA, BEAUTY_DECAY, SPORTS_DECAY)  # the runs whose usual keys are the field's protocol
 # The field's best published figures + 5% (seen items excluded), and the paper's figures (seen items kept).
 FIELD_MARK_BEAUTY = {"test/hr@10": 0.0974, "test/ndcg@10": 0.0558}
 FIELD_MARK_SPORTS = {"test/hr@10": 0.0597, "test/ndcg@10": 0.0339}
@@ -56,6 +60,14 @@ GROUPS = [
      FIELD_MARK_SPORTS),
     ("Sports, the default (BSARec-style blocks) + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA,
      ("fastsel", "fast"), {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, BSA blocks with the plateau lr decay, stage 1, seen items excluded (issue 16)", BEAUTY_DECAY, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, BSA blocks with the plateau lr decay + RaSeRec, seen items excluded (issue 16)", BEAUTY_DECAY,
+     "fast", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, BSA blocks with the plateau lr decay, stage 1, seen items excluded (issue 16)", SPORTS_DECAY, None,
+     FIELD_MARK_SPORTS),
+    ("Sports, BSA blocks with the plateau lr decay + RaSeRec, seen items excluded (issue 16)", SPORTS_DECAY,
+     "fast", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
     ("Beauty, the post-LN default, stage 1, seen items excluded (issue 16)", BEAUTY_FAST, None,
      FIELD_MARK_BEAUTY),
     ("Beauty, the post-LN default + RaSeRec, seen items excluded (issue 16)", BEAUTY_FAST, "fast",
