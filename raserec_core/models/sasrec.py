@@ -1,7 +1,8 @@
 """SASRec encoder as configured in the logged DuoRec/RaSeRec runs (docs/method.md §2).
 
 2 post-LN transformer blocks, 2 heads, width 64, FFN 256 with erf-GELU, LayerNorm eps 1e-12, learned
-absolute positions (``positions``: or a learned attention bias per lag, or both), causal mask, dropout 0.5, N(0, 0.02) init. The item table is also the output layer.
+absolute positions (``positions``: or a learned attention bias per lag, or both), causal mask, dropout
+0.5, N(0, 0.02) init. The item table is also the output layer.
 Sequences are left-aligned and right-padded with 0; the representation is read at position len-1. With
 a causal mask that position never attends to padding, so no key-padding mask is needed and a batch can
 be cut to its longest sequence without changing any representation.
