@@ -38,7 +38,9 @@ def test_layer_variants_are_the_default_with_other_blocks(name, layer):
 
     cfg = load_config(CONFIGS / name).to_dict()
     assert cfg["model"]["layer"] == layer != Config().model.layer
+    assert cfg["pretrain"]["lr_decay"] == 1.0  # a constant learning rate, as their recorded runs
     cfg["model"]["layer"] = Config().model.layer
+    cfg["pretrain"]["lr_decay"] = Config().pretrain.lr_decay
     assert cfg == Config().to_dict()
 
 
@@ -57,3 +59,8 @@ def test_paper_yaml_is_the_published_setting_of_both_stages():
 @pytest.mark.parametrize("name", ["paper.yaml", "duorec.yaml", "raserec.yaml", "sasrec.yaml", "gru4rec.yaml"])
 def test_published_experiments_keep_seen_items_in_the_ranking(name):
     assert load_config(CONFIGS / name).eval.mask_history is False
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "duorec.yaml", "sasrec.yaml", "gru4rec.yaml", "sasrec_ss.yaml"])
+def test_published_experiments_train_at_a_constant_learning_rate(name):
+    assert load_config(CONFIGS / name).pretrain.lr_decay == 1.0
