@@ -28,11 +28,12 @@ SPORTS_FAST = ["sports-fast-2020", "sports-fast-2021", "sports-fast-2022"]
 # The default with LiGR layers (configs/fast_ligr.yaml; benchmarks/stage1.py, FASTLIGR).
 BEAUTY_LIGR = ["beauty-fastligr-2020", "beauty-fastligr-2021", "beauty-fastligr-2022"]
 SPORTS_LIGR = ["sports-fastligr-2020", "sports-fastligr-2021", "sports-fastligr-2022"]
-# The default since 2026-12-04: BSARec-style blocks (configs/fast.yaml; benchmarks/stage1.py, FASTBSA).
+# The default from 2026-12-04 to 2026-12-05: BSARec-style blocks at a constant learning rate (benchmarks/stage1.py,
+# FASTBSA).
 BEAUTY_BSA = ["beauty-fastbsa-2020", "beauty-fastbsa-2021", "beauty-fastbsa-2022"]
 SPORTS_BSA = ["sports-fastbsa-2020", "sports-fastbsa-2021", "sports-fastbsa-2022"]
-# The BSA default with the learning rate halved after every 2 epochs without a gain (benchmarks/stage1.py,
-# FASTBSA_DECAY).
+# The default since 2026-12-05: BSA blocks, the learning rate halved after every 2 epochs without a gain
+# (configs/fast.yaml; benchmarks/stage1.py, FASTBSA_DECAY).
 BEAUTY_DECAY = ["beauty-fastbsadecay-2020", "beauty-fastbsadecay-2021", "beauty-fastbsadecay-2022"]
 SPORTS_DECAY = ["sports-fastbsadecay-2020", "sports-fastbsadecay-2021", "sports-fastbsadecay-2022"]
 FIELD = (BEAUTY_FAST, SPORTS_FAST, BEAUTY_LIGR, SPORTS_LIGR, BEAUTY_BSA, SPORTS_BSA, BEAUTY_DECAY, SPORTS_DECAY)  # the runs whose usual keys are the field's protocol
@@ -51,23 +52,23 @@ GROUPS = [
     ("Sports, DuoRec `us_x` (issue 3's stage-1 row)", SPORTS_DUOREC, None, None),
     ("Sports, RaSeRec, published setting (issue 3)", SPORTS_DUOREC, "paper",
      {"test/hr@10": 0.0482, "test/ndcg@10": 0.0256}),
-    ("Beauty, the default (BSARec-style blocks), stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
+    ("Beauty, the default (BSA blocks, plateau lr decay), stage 1, seen items excluded (issue 16)", BEAUTY_DECAY, None,
+     FIELD_MARK_BEAUTY),
+    ("Beauty, the default (BSA blocks, plateau lr decay) + RaSeRec, seen items excluded (issue 16)", BEAUTY_DECAY,
+     "fast", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the default (BSA blocks, plateau lr decay), stage 1, seen items excluded (issue 16)", SPORTS_DECAY, None,
+     FIELD_MARK_SPORTS),
+    ("Sports, the default (BSA blocks, plateau lr decay) + RaSeRec, seen items excluded (issue 16)", SPORTS_DECAY,
+     "fast", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, BSA blocks, constant learning rate (the default until 2026-12-05), stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
      FIELD_MARK_BEAUTY),
     # "fastsel" where the "fast" run predates finetune.encoder_fallback and would fall back (Beauty seed 2021)
-    ("Beauty, the default (BSARec-style blocks) + RaSeRec, seen items excluded (issue 16)", BEAUTY_BSA,
+    ("Beauty, BSA blocks, constant learning rate (the default until 2026-12-05) + RaSeRec, seen items excluded (issue 16)", BEAUTY_BSA,
      ("fastsel", "fast"), {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, the default (BSARec-style blocks), stage 1, seen items excluded (issue 16)", SPORTS_BSA, None,
+    ("Sports, BSA blocks, constant learning rate (the default until 2026-12-05), stage 1, seen items excluded (issue 16)", SPORTS_BSA, None,
      FIELD_MARK_SPORTS),
-    ("Sports, the default (BSARec-style blocks) + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA,
+    ("Sports, BSA blocks, constant learning rate (the default until 2026-12-05) + RaSeRec, seen items excluded (issue 16)", SPORTS_BSA,
      ("fastsel", "fast"), {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
-    ("Beauty, BSA blocks with the plateau lr decay, stage 1, seen items excluded (issue 16)", BEAUTY_DECAY, None,
-     FIELD_MARK_BEAUTY),
-    ("Beauty, BSA blocks with the plateau lr decay + RaSeRec, seen items excluded (issue 16)", BEAUTY_DECAY,
-     "fast", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
-    ("Sports, BSA blocks with the plateau lr decay, stage 1, seen items excluded (issue 16)", SPORTS_DECAY, None,
-     FIELD_MARK_SPORTS),
-    ("Sports, BSA blocks with the plateau lr decay + RaSeRec, seen items excluded (issue 16)", SPORTS_DECAY,
-     "fast", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
     ("Beauty, the post-LN default, stage 1, seen items excluded (issue 16)", BEAUTY_FAST, None,
      FIELD_MARK_BEAUTY),
     ("Beauty, the post-LN default + RaSeRec, seen items excluded (issue 16)", BEAUTY_FAST, "fast",
