@@ -50,13 +50,14 @@ FASTBSA3 = [*FASTBSA2, "--set", "pretrain.batch_size=64"]
 # FASTBSA2 on per-prefix batches (BSARec's recipe: 256 prefixes a step, the loss on each prefix's last item,
 # about 513 optimizer steps a Beauty epoch).
 FASTBSA4 = [*FASTBSA2, "--set", "pretrain.batching=random"]
-# The default with a learned attention bias per lag beside (lagpos) or in place of (lagonly) the absolute
-# position embedding: the last item is at lag 0 in every prefix, as in BSARec's left-padded windows.
+# FASTBSA with a learned attention bias per lag beside (fastbsalag) or in place of (fastbsalagonly) the
+# absolute position embedding: the last item is at lag 0 in every prefix, as in BSARec's left-padded windows.
 FASTBSA_LAG = [*FASTBSA, "--set", "model.positions=both"]
 FASTBSA_LAGONLY = [*FASTBSA, "--set", "model.positions=lag"]
 # BSARec's recipe whole: FASTBSA4 with its whole-window filter (model.filter_scope=window).
 FASTBSA_WINDOW = [*FASTBSA4, "--set", "model.filter_scope=window"]
-# The default with the learning rate halved after every 2 epochs without a validation gain.
+# FASTBSA with the learning rate halved after every 2 epochs without a validation gain: the default since
+# 2026-12-05 (configs/fast.yaml).
 FASTBSA_DECAY = [*FASTBSA, "--set", "pretrain.lr_decay=0.5", "--set", "pretrain.lr_patience=2"]
 
 # configs/duorec.yaml used length-bucketed batches until session 4; its seed-2020 run is kept as the
