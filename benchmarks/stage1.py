@@ -112,6 +112,8 @@ RUNS = [
     ("beauty", "fastbsadecay", 2021, FASTBSA_DECAY),
     ("beauty", "fastbsadecay", 2022, FASTBSA_DECAY),
     ("sports", "fastbsadecay", 2020, FASTBSA_DECAY),
+    ("sports", "fastbsadecay", 2021, FASTBSA_DECAY),
+    ("sports", "fastbsadecay", 2022, FASTBSA_DECAY),
 ]
 
 

@@ -87,6 +87,8 @@ PLAN = [
     ("beauty-fastbsadecay-2021", "fast"),
     ("beauty-fastbsadecay-2022", "fast"),
     ("sports-fastbsadecay-2020", "fast"),
+    ("sports-fastbsadecay-2021", "fast"),
+    ("sports-fastbsadecay-2022", "fast"),
 ]
 
 
