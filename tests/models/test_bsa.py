@@ -4,6 +4,8 @@ whole-window scope is BSARec's filter of every position and trains per prefix on
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -94,11 +96,13 @@ def test_window_scope_reads_later_items_and_refuses_packing():
     assert not enc.causal
     with pytest.raises(ValueError, match="filter_scope=window"):
         enc.sequence_output(torch.tensor([[3, 4, 5]]))
-    # Two prefixes that share their first three items differ there once the fourth differs (a lower
-    # block's position 2 reads position 3) ...
-    a = enc(torch.tensor([[3, 4, 5, 6]]), torch.tensor([4]))
-    b = enc(torch.tensor([[3, 4, 5, 9]]), torch.tensor([4]))
-    assert not torch.allclose(a, b)
+    # Two prefixes that share their first three items differ at position 2 once the fourth differs (the
+    # filter there reads position 3); the causal scope keeps position 2 the same ...
+    seqs, valid = torch.tensor([[3, 4, 5, 6], [3, 4, 5, 9]]), torch.ones(2, 4, dtype=torch.bool)
+    assert not torch.allclose(*enc._encode(seqs, valid)[:, 2])
+    causal = build_encoder("sasrec", N_ITEMS, MAX_LEN, dataclasses.replace(cfg, filter_scope="causal")).eval()
+    torch.testing.assert_close(*causal.sequence_output(seqs)[:, 2])
+    a = enc(seqs[:1], torch.tensor([4]))
     # ... while right padding, and how wide a batch is cut, never reach a representation.
     padded = enc(torch.tensor([[3, 4, 5, 6, 0, 0], [3, 4, 5, 9, 10, 11]]), torch.tensor([4, 6]))
     torch.testing.assert_close(padded[:1], a)

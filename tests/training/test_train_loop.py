@@ -112,7 +112,8 @@ def test_learning_rate_steps_down_after_every_lr_patience_epochs_without_a_gain(
     assert state.stopped and state.epoch == 9 and state.lr_scale == 0.125
 
 
-def test_without_decay_the_learning_rate_stays(tmp_path, step_lrs):
+def test_the_loop_keeps_the_learning_rate_unless_told_to_decay_it(tmp_path, step_lrs):
+    """LoopConfig's own default is a constant rate: stage 2 passes no decay and relies on it."""
     module = make_module()
     scores = iter([0.5, 0.4, 0.3, 0.2])
     fit(module, loss_fn_for(module), len(X), lambda: {"valid/neg_mse": next(scores)}, cfg(epochs=4), tmp_path)
