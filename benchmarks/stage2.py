@@ -8,7 +8,8 @@ the same encoder and wall times. Finished runs are skipped; an interrupted fine-
 Variants: `paper` (the released setting: beta 1.0, IVF nprobe 1), `beta0.5` (both channels),
 `exact` (Flat index: exact retrieval), `fast` (the default configuration, configs/fast.yaml: seen items
 excluded), `fastk10` (the default with 10 retrieved memories instead of 20), `fastsel` (the default, its fallback to the
-encoder alone named: for runs recorded before it).
+encoder alone named: for runs recorded before it), `fastseen` (the default with the learned seen-item offset,
+`finetune.history_bias`).
 
     python benchmarks/stage2.py [--only NAME ...] [--work benchmarks/runs]
 """
@@ -39,6 +40,8 @@ VARIANTS = {
     # The default with the fallback to the encoder alone named (finetune.encoder_fallback, the default from
     # 2026-12-04 on): for encoders whose "fast" run was recorded before it and falls back.
     "fastsel": ([], ["--set", "finetune.encoder_fallback=true"], CONFIGS / "fast.yaml"),
+    # The default with the RAM's learned offset for the items of the query's own sequence (models/seen.py).
+    "fastseen": ([], ["--set", "finetune.history_bias=true"], CONFIGS / "fast.yaml"),
 }
 
 # (stage-1 run name, variant), in the order they should run.
@@ -89,6 +92,12 @@ PLAN = [
     ("sports-fastbsadecay-2020", "fast"),
     ("sports-fastbsadecay-2021", "fast"),
     ("sports-fastbsadecay-2022", "fast"),
+    ("beauty-fastbsadecay-2020", "fastseen"),
+    ("beauty-fastbsadecay-2021", "fastseen"),
+    ("beauty-fastbsadecay-2022", "fastseen"),
+    ("sports-fastbsadecay-2020", "fastseen"),
+    ("sports-fastbsadecay-2021", "fastseen"),
+    ("sports-fastbsadecay-2022", "fastseen"),
 ]
 
 

@@ -60,6 +60,10 @@ GROUPS = [
      FIELD_MARK_SPORTS),
     ("Sports, the default (BSA blocks, plateau lr decay) + RaSeRec, seen items excluded (issue 16)", SPORTS_DECAY,
      "fast", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
+    ("Beauty, the default + RaSeRec with the learned seen-item offset (`finetune.history_bias`), seen items excluded "
+     "(issue 16)", BEAUTY_DECAY, "fastseen", {**FIELD_MARK_BEAUTY, **PAPER_BEAUTY}),
+    ("Sports, the default + RaSeRec with the learned seen-item offset (`finetune.history_bias`), seen items excluded "
+     "(issue 16)", SPORTS_DECAY, "fastseen", {**FIELD_MARK_SPORTS, **PAPER_SPORTS}),
     ("Beauty, BSA blocks, constant learning rate (the default until 2026-12-05), stage 1, seen items excluded (issue 16)", BEAUTY_BSA, None,
      FIELD_MARK_BEAUTY),
     # "fastsel" where the "fast" run predates finetune.encoder_fallback and would fall back (Beauty seed 2021)

@@ -169,6 +169,8 @@ class FinetuneConfig:
     retrieval_position_embedding: bool = False
     length_gate: int = ranged(0, "[0, inf)")  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
     channel2_retrieval: str = "shared"  # shared (the code) | target: tar->seq retrieves by target similarity
+    # A learned score offset for the items of the query's own sequence (models/seen.py): off in the paper.
+    history_bias: bool = False
     # Model selection on validation: when the best fine-tuned epoch does not beat the frozen encoder alone, the
     # model folder ranks by the encoder (alpha 1: h_aug = h). Off in the paper's configurations (always the RAM).
     encoder_fallback: bool = True

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .memory.retrieval import Retrieved, gather_memories, retrieve_all
+from .models.seen import offset_seen
 
 
 class Retriever(Protocol):
@@ -126,6 +127,11 @@ class Precomputed:
     h: torch.Tensor  # (N, D) on the CPU
     lengths: torch.Tensor  # (N,)
     retrieved: tuple[Retrieved, ...]  # one list per channel that retrieves its own
+    split: Any  # the ``InstanceTensors`` it was computed from: the queries' input sequences
+
+    def history(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, L) item indices of the rows' input sequences (0 = padding)."""
+        return self.split.fetch(rows)[0]
 
 
 class Recommender:
@@ -216,9 +222,16 @@ class Recommender:
         lists = [gather_memories(e.keys, e.values, r, h.device) for r in retrieved]
         return self.ram(h, *lists[0], lengths.to(h.device), lists[1] if len(lists) > 1 else None)
 
-    def scores(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, n_items) scores over the frozen item table (padding included)."""
-        return h @ self.encoder.item_table.detach().T
+    @property
+    def seen_offset(self) -> torch.Tensor | None:
+        """The RAM's learned score offset for items of the query's own sequence (models.seen), if it has one."""
+        return self.ram.seen_offset if self.ram is not None else None
+
+    def scores(self, h: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """(B, D) and the (B, L) input sequences -> (B, n_items) scores over the frozen item table (padding
+        included), the history items offset by ``seen_offset`` when the model learned one."""
+        s = h @ self.encoder.item_table.detach().T
+        return s if self.seen_offset is None else offset_seen(s, history, self.seen_offset)
 
     @torch.no_grad()
     def precompute(self, split, device) -> Precomputed:
@@ -226,11 +239,15 @@ class Recommender:
         from .models.encoder import encode_instances
 
         h = encode_instances(self.encoder, split, device)
-        return Precomputed(h, split.lengths, self.retrieve(h, split.user, split.lengths) if self.ram is not None else ())
+        return Precomputed(h, split.lengths, self.retrieve(h, split.user, split.lengths) if self.ram is not None else (), split)
 
     def fused_rows(self, pre: Precomputed, rows: torch.Tensor, device) -> torch.Tensor:
         """h_aug (B, D) of the precomputed rows ``rows``, on ``device``."""
         return self.fuse(pre.h[rows].to(device), tuple(r.rows(rows) for r in pre.retrieved), pre.lengths[rows])
+
+    def scores_rows(self, pre: Precomputed, rows: torch.Tensor, device) -> torch.Tensor:
+        """(B, n_items) scores of the precomputed rows ``rows``."""
+        return self.scores(self.fused_rows(pre, rows, device), pre.history(rows))
 
     # Serving.
 
@@ -269,12 +286,13 @@ class Recommender:
             return out_items, out_scores
         device = self.encoder.item_table.device
         rows = ok.nonzero().flatten()
-        h = self.encoder(seqs[rows].to(device), lengths[rows].to(device))
+        inputs = seqs[rows].to(device)
+        h = self.encoder(inputs, lengths[rows].to(device))
         if self.ram is not None:
             known = lambda r: user_ids is not None and user_ids[r] is not None
             users = torch.tensor([self.user_index.get(str(user_ids[r]), -1) if known(r) else -1 for r in rows.tolist()])
             h = self.fuse(h, self.retrieve(h, users, lengths[rows]), lengths[rows])
-        scores = self.scores(h)
+        scores = self.scores(h, inputs)
         scores[:, 0] = float("-inf")
         if exclude_history:
             seen, _ = self._pad([mapped[r] for r in rows.tolist()])

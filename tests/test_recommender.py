@@ -224,3 +224,41 @@ def test_settings_of_a_model_folder_written_before_they_moved_into_retrieval():
     new = {"retrieval": {**old["retrieval"], "index_type": "flat", "nlist": 128, "nprobe": 1, "pq_m": 8},
            "memory": {"index_type": "flat", "entries": 150}}
     assert RetrievalSettings.from_manifest(new) == RetrievalSettings(4, 2, "target", "flat", 128, 1, 8)
+
+
+@pytest.fixture(scope="module")
+def offset_model(tmp_path_factory, wide_dataset_dir, trained_model_dir, ivf_bank, tiny_args):
+    """Fine-tuned with the learned seen-item offset (``finetune.history_bias``)."""
+    out = tmp_path_factory.mktemp("rec_seen") / "ft"
+    rc, metrics = run(["finetune", "--data", str(wide_dataset_dir), "--model", str(trained_model_dir), "--memory",
+                       str(ivf_bank), "--output", str(out), *tiny_args(*FINETUNE, "finetune.history_bias=true")])
+    assert rc == 0
+    return out, metrics
+
+
+def test_the_learned_seen_offset_is_recorded_and_evaluate_reproduces_finetune(offset_model, ivf_bank,
+                                                                             wide_dataset_dir, tiny_args):
+    out, metrics = offset_model
+    offset = json.loads((out / "model.json").read_text())["seen_offset"]
+    state = torch.load(out / "ram.pt", map_location="cpu", weights_only=True)
+    assert offset == pytest.approx(float(state["seen_offset"])) and offset < -0.1  # these users never come back
+    rc, again = evaluate(wide_dataset_dir, out, ivf_bank, tiny_args)
+    assert rc == 0 and metric_part(again) == metric_part(metrics)
+
+
+def test_serving_applies_the_learned_seen_offset(offset_model, ivf_bank):
+    from raserec_core.recommender import Recommender
+
+    out, _ = offset_model
+    rec = Recommender.load(out, ivf_bank, "cpu")
+    offset = float(rec.seen_offset)
+    histories = [["3", "4", "5"], ["10", "11", "12", "13", "14", "15", "16"]]  # max_len 5: 10 and 11 not input
+    biased, biased_scores = rec.recommend(histories, k=60, exclude_history=False)  # every item
+    with torch.no_grad():
+        rec.ram.seen_offset.zero_()
+    plain, plain_scores = rec.recommend(histories, k=60, exclude_history=False)
+    for h, a, sa, b, sb in zip(histories, biased, biased_scores, plain, plain_scores):
+        inputs = set(h[-5:])
+        shift = {i: s for i, s in zip(a, sa)}
+        for i, s in zip(b, sb):
+            assert shift[i] == pytest.approx(s + (offset if i in inputs else 0.0), abs=1e-5)

@@ -36,4 +36,4 @@ def encoder_scores(encoder, split, device) -> Callable[[torch.Tensor], torch.Ten
 
 def recommender_scores(recommender, pre, device) -> Callable[[torch.Tensor], torch.Tensor]:
     """rows -> (B, N) scores of a ``Recommender`` over its precomputed queries ``pre``."""
-    return lambda rows: recommender.scores(recommender.fused_rows(pre, rows, device))
+    return lambda rows: recommender.scores_rows(pre, rows, device)

@@ -17,6 +17,8 @@ exposed as options:
 - the code feeds both channels the same retrieved list; the caller may pass a second list for the
   tar->seq channel (``finetune.channel2_retrieval = target``: memories whose target embedding is
   closest to h, from the index over targets that the code builds but never queries).
+Beyond the paper, ``history_bias`` (default off in the RAM; see ``models.seen``) adds a learned offset to
+the scores of the items in the query's own sequence: the RAM owns it, the recommender applies it.
 Unlike the code, missing memories (fewer than K admissible) are masked in the attention, and a query
 with no memory at all keeps h (h_aug = h).
 """
@@ -49,6 +51,7 @@ class RAMConfig:
     cross_attn_residual_ln: bool = False
     retrieval_position_embedding: bool = False
     length_gate: int = 0
+    history_bias: bool = False
 
 
 class CrossAttention(nn.Module):
@@ -98,6 +101,8 @@ class RAM(nn.Module):
         self.tar_seq = Channel(cfg)
         self.rank_embedding = nn.Embedding(cfg.top_k, cfg.hidden_size) if cfg.retrieval_position_embedding else None
         self.apply(partial(init_weights, std=cfg.initializer_range))
+        # Starts at 0 (no preference); the next-item loss moves it (models.seen).
+        self.seen_offset = nn.Parameter(torch.zeros(())) if cfg.history_bias else None
 
     @property
     def passes_through(self) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..config import Config
 from ..data import SeqDataset
@@ -46,7 +47,11 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
     targets = train.target
 
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
-        loss = next_item_ce(rec.fused_rows(train_q, rows, device), rec.encoder.item_table.detach(), targets[rows].to(device))
+        h, target = rec.fused_rows(train_q, rows, device), targets[rows].to(device)
+        if rec.seen_offset is None:
+            loss = next_item_ce(h, rec.encoder.item_table.detach(), target)
+        else:  # the blocked cross-entropy has no per-row offsets: the plain one over the offset scores
+            loss = F.cross_entropy(rec.scores(h, train_q.history(rows)), target)
         return loss, {"rec": loss.detach()}
 
     loop_cfg = LoopConfig(
@@ -85,6 +90,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
             "memory": {"index_type": bank.index.kind, "entries": len(bank)},
             "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
             "encoder_fallback": selection,
+            "seen_offset": float(rec.seen_offset) if rec.seen_offset is not None else None,
         }
         return write_model_folder(out_dir, manifest, metrics, state)
 
@@ -93,8 +99,9 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
 
 def select_over_encoder(ram, validate, metric: str, ram_best: float) -> dict:
     """Keep the fine-tuned RAM only if its best validation score beats the encoder alone; otherwise set its
-    alpha to 1, which makes h_aug = h exactly, so the model ranks as its encoder does. Returns the record of
-    the comparison for the manifest (the RAM's configuration, alpha included, is saved with it)."""
+    alpha to 1, which makes h_aug = h exactly, so the model ranks as its encoder does (its learned seen-item
+    offset, if any, kept). Returns the record of the comparison for the manifest (the RAM's configuration,
+    alpha included, is saved with it)."""
     trained = ram.cfg
     ram.cfg = replace(trained, alpha=1.0)
     encoder_score = validate()[metric]

@@ -1,0 +1,55 @@
+"""The learned offset for the items of the query's own sequence (``models.seen``): which scores it moves,
+its gradient, and that the next-item loss moves it the way the data says."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
+from raserec_core.models.seen import offset_seen, seen_mask  # noqa: E402
+
+
+def test_the_offset_moves_each_history_item_once_and_nothing_else():
+    scores = torch.arange(12.0).view(2, 6)
+    history = torch.tensor([[3, 3, 1, 0], [5, 0, 0, 0]])  # a repeated item, padding
+    out = offset_seen(scores, history, torch.tensor(-10.0))
+    expected = scores.clone()
+    expected[0, [1, 3]] -= 10.0
+    expected[1, 5] -= 10.0
+    assert torch.equal(out, expected)
+    assert not seen_mask(history, 6)[:, 0].any()  # padding is never a seen item
+
+
+def test_the_offsets_gradient_is_the_sum_over_the_seen_items():
+    scores = torch.randn(3, 7)
+    history = torch.tensor([[1, 2, 2], [6, 0, 0], [0, 0, 0]])
+    offset = torch.zeros((), requires_grad=True)
+    weights = torch.randn(3, 7)
+    (offset_seen(scores, history, offset) * weights).sum().backward()
+    assert offset.grad == pytest.approx(float(weights[0, 1] + weights[0, 2] + weights[1, 6]), rel=1e-6)
+
+
+@pytest.mark.parametrize("repeat, sign", [(False, -1), (True, 1)])
+def test_the_next_item_loss_learns_whether_users_come_back(repeat, sign):
+    """Targets never in the history push the offset down; targets always in it push it up."""
+    g = torch.Generator().manual_seed(0)
+    n, L = 30, 4
+    history = torch.randint(1, n // 2, (256, L), generator=g)  # the first half of the catalogue
+    target = history[:, 0] if repeat else torch.randint(n // 2, n, (256,), generator=g)  # or the other half
+    scores = torch.randn(256, n, generator=g)
+    ram = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=True))
+    opt = torch.optim.Adam([ram.seen_offset], lr=0.05)
+    for _ in range(50):
+        opt.zero_grad()
+        F.cross_entropy(offset_seen(scores, history, ram.seen_offset), target).backward()
+        opt.step()
+    assert sign * float(ram.seen_offset) > 1.0
+
+
+def test_the_ram_owns_the_offset_only_when_asked():
+    assert RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2)).seen_offset is None
+    with_offset = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=True))
+    assert float(with_offset.seen_offset) == 0.0 and "seen_offset" in with_offset.state_dict()
