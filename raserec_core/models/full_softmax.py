@@ -6,6 +6,10 @@ half of a stage-1 training step on CPU, and the (B, 64) x (64, N) product itself
 because its output does not fit in cache. Here the items are cut into blocks of about 2 MiB of logits:
 each block's product, exponent and gradient stay in cache, the exponentials are computed once and
 reused by the backward pass, and the result equals ``F.cross_entropy`` up to float rounding.
+
+The blocked part is the per-row log-sum-exp; the target's logit (one row of the table per query) and
+the learned offset for the query's own items (``models.seen``: a few dozen items per query) are small
+terms on top of it, left to autograd.
 """
 
 from __future__ import annotations
@@ -15,47 +19,66 @@ import torch
 _BLOCK_ELEMENTS = 1 << 19  # logits per block: 2 MiB of float32
 
 
-class _BlockedSoftmaxCE(torch.autograd.Function):
+class _BlockedLogSumExp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: torch.Tensor, table: torch.Tensor, target: torch.Tensor, block: int):
+    def forward(ctx, h: torch.Tensor, table: torch.Tensor, block: int):
         starts = range(0, table.shape[0], block)
         logits = [h @ table[s : s + block].T for s in starts]
         m = torch.stack([blk.amax(1) for blk in logits]).amax(0)  # (B,) row maxima
         # From here ``logits`` holds exp(logit - m): computed once, kept for the backward pass.
         total = sum(blk.sub_(m[:, None]).exp_().sum(1) for blk in logits)
-        target_logit = (h * table[target]).sum(1)
-        loss = (m + total.log() - target_logit).mean()
-        ctx.save_for_backward(h, table, target, total)
+        ctx.save_for_backward(h, table, total)
         ctx.blocks, ctx.block = logits, block
-        return loss
+        return m + total.log()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        h, table, target, total = ctx.saved_tensors
-        B = h.shape[0]
-        rows = torch.arange(B, device=h.device)
-        inv_total = (grad / B) / total  # softmax scale and the mean's 1/B folded into one (B,) factor
+        h, table, total = ctx.saved_tensors
+        scale = grad / total  # (B,): d lse / d logit is the softmax, exp(logit - m) / total
         need_h, need_table = ctx.needs_input_grad[:2]
         grad_h = torch.zeros_like(h) if need_h else None
         grad_table = torch.empty_like(table) if need_table else None  # e.g. None with a frozen encoder
         for i, p in enumerate(ctx.blocks):
             s = i * ctx.block
-            p.mul_(inv_total[:, None])  # softmax probabilities, scaled
-            inside = (target >= s) & (target < s + p.shape[1])
-            p[rows[inside], target[inside] - s] -= grad / B  # minus the one-hot target
+            p.mul_(scale[:, None])
             if need_h:
                 grad_h.addmm_(p, table[s : s + p.shape[1]])
             if need_table:
                 torch.mm(p.T, h, out=grad_table[s : s + p.shape[1]])
         ctx.blocks = None
-        return grad_h, grad_table, None, None
+        return grad_h, grad_table, None
 
 
-def full_softmax_ce(h: torch.Tensor, table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean over rows of -log softmax(h @ table.T)[target]; (B, D), (N, D), (B,) -> scalar.
+def logsumexp_scores(h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(B, D), (N, D) -> (B,) log-sum-exp of each row of h @ table.T, with gradients.
 
     On CUDA the plain form: the GPU has no cache to fit, and a block loop would only add launches."""
     if h.is_cuda:
-        return torch.nn.functional.cross_entropy(h @ table.T, target)
+        return torch.logsumexp(h @ table.T, dim=1)
     block = max(256, _BLOCK_ELEMENTS // max(h.shape[0], 1))
-    return _BlockedSoftmaxCE.apply(h, table, target, block)
+    return _BlockedLogSumExp.apply(h, table, block)
+
+
+def full_softmax_ce(
+    h: torch.Tensor, table: torch.Tensor, target: torch.Tensor,
+    history: torch.Tensor | None = None, seen_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """mean over rows of -log softmax(h @ table.T)[target]; (B, D), (N, D), (B,) -> scalar.
+
+    With ``history`` (B, L) item indices (0 = padding) and a scalar ``seen_offset``: the softmax of the
+    scores with the offset added to each row's history items (``models.seen.offset_seen``). Adding b to
+    the items S of a row turns its log-sum-exp into lse + log(1 + (e^b - 1) p_S), p_S the softmax mass
+    of S, so only the history's own logits are computed beside the blocked pass."""
+    lse = logsumexp_scores(h, table)
+    target_logit = (h * table[target]).sum(1)
+    if seen_offset is None:
+        return (lse - target_logit).mean()
+    from .seen import first_occurrences
+
+    history = history.to(h.device)
+    own = first_occurrences(history)  # (B, L): each item of the row once, padding never
+    history_logits = torch.einsum("bd,bld->bl", h, table[history])
+    p_seen = ((history_logits - lse[:, None]).exp() * own).sum(1)
+    target_seen = ((history == target[:, None]) & own).any(1)
+    lse = lse + torch.log1p(torch.expm1(seen_offset) * p_seen)
+    return (lse - target_logit - seen_offset * target_seen).mean()

@@ -62,9 +62,13 @@ def encode_with_views(
     return encoded[:n_own], encoded[n_own:]
 
 
-def next_item_ce(h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax cross-entropy over every item row, padding included as in the reference."""
-    return full_softmax_ce(h, item_table, target)
+def next_item_ce(
+    h: torch.Tensor, item_table: torch.Tensor, target: torch.Tensor,
+    history: torch.Tensor | None = None, seen_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax cross-entropy over every item row, padding included as in the reference; with a learned
+    ``seen_offset`` on the items of each row's ``history`` (models.seen) when given."""
+    return full_softmax_ce(h, item_table, target, history, seen_offset)
 
 
 def next_item_loss(softmax: str = "full", n_negatives: int = 256) -> NextItemLoss:

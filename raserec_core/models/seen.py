@@ -22,6 +22,14 @@ def seen_mask(history: torch.Tensor, n_items: int) -> torch.Tensor:
     return mask
 
 
+def first_occurrences(history: torch.Tensor) -> torch.Tensor:
+    """(B, L) item indices (0 = padding) -> (B, L) True at the first slot of each distinct item of its row."""
+    ordered, order = history.sort(dim=1, stable=True)
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    return torch.zeros_like(first).scatter_(1, order, first & (ordered != 0))
+
+
 def offset_seen(scores: torch.Tensor, history: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """(B, N) scores with the scalar ``offset`` added to each row's history items (each item once)."""
     return torch.where(seen_mask(history.to(scores.device), scores.shape[1]), scores + offset, scores)

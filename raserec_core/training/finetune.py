@@ -15,7 +15,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config
 from ..data import SeqDataset
@@ -47,11 +46,9 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
     targets = train.target
 
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
-        h, target = rec.fused_rows(train_q, rows, device), targets[rows].to(device)
-        if rec.seen_offset is None:
-            loss = next_item_ce(h, rec.encoder.item_table.detach(), target)
-        else:  # the blocked cross-entropy has no per-row offsets: the plain one over the offset scores
-            loss = F.cross_entropy(rec.scores(h, train_q.history(rows)), target)
+        h, table = rec.fused_rows(train_q, rows, device), rec.encoder.item_table.detach()
+        history = train_q.history(rows) if rec.seen_offset is not None else None
+        loss = next_item_ce(h, table, targets[rows].to(device), history, rec.seen_offset)
         return loss, {"rec": loss.detach()}
 
     loop_cfg = LoopConfig(

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
-from raserec_core.models.seen import offset_seen, seen_mask  # noqa: E402
+from raserec_core.models.full_softmax import full_softmax_ce  # noqa: E402
+from raserec_core.models.seen import first_occurrences, offset_seen, seen_mask  # noqa: E402
 
 
 def test_the_offset_moves_each_history_item_once_and_nothing_else():
@@ -32,6 +33,36 @@ def test_the_offsets_gradient_is_the_sum_over_the_seen_items():
     assert offset.grad == pytest.approx(float(weights[0, 1] + weights[0, 2] + weights[1, 6]), rel=1e-6)
 
 
+def test_first_occurrences_marks_each_item_of_a_row_once():
+    history = torch.tensor([[4, 2, 4, 0, 0], [0, 0, 0, 0, 0], [7, 7, 7, 1, 2]])
+    marks = first_occurrences(history)
+    for row, m in zip(history, marks):
+        assert sorted(row[m].tolist()) == sorted(set(row.tolist()) - {0})
+
+
+@pytest.mark.parametrize("offset", [-3.0, 0.0, 1.5])
+@pytest.mark.parametrize("n_items", [9, 3000])  # one block of the blocked log-sum-exp, several
+def test_the_offset_cross_entropy_equals_the_dense_one_with_gradients(offset, n_items):
+    """The blocked form (log-sum-exp plus a correction over the history's own logits) against
+    ``F.cross_entropy`` over explicitly offset scores; repeated items, padding, targets in the history."""
+    g = torch.Generator().manual_seed(n_items)
+    B, L = 6, 5
+    h = torch.randn(B, 8, generator=g, requires_grad=True)
+    table = (torch.randn(n_items, 8, generator=g) * 2).requires_grad_()
+    history = torch.randint(1, min(n_items, 9), (B, L), generator=g)
+    history[0, 3:] = 0  # padding
+    history[1, 1] = history[1, 0]  # a repeated item counts once
+    target = torch.randint(1, n_items, (B,), generator=g)
+    target[2] = history[2, 4]  # a target the user already has
+    target[3] = 0  # the padding class, never a seen item
+    b = torch.tensor(offset, requires_grad=True)
+    want = F.cross_entropy(offset_seen(h @ table.T, history, b), target)
+    got = full_softmax_ce(h, table, target, history, b)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for w, gt in zip(torch.autograd.grad(want, (h, table, b)), torch.autograd.grad(got, (h, table, b))):
+        torch.testing.assert_close(gt, w, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("repeat, sign", [(False, -1), (True, 1)])
 def test_the_next_item_loss_learns_whether_users_come_back(repeat, sign):
     """Targets never in the history push the offset down; targets always in it push it up."""
@@ -39,12 +70,12 @@ def test_the_next_item_loss_learns_whether_users_come_back(repeat, sign):
     n, L = 30, 4
     history = torch.randint(1, n // 2, (256, L), generator=g)  # the first half of the catalogue
     target = history[:, 0] if repeat else torch.randint(n // 2, n, (256,), generator=g)  # or the other half
-    scores = torch.randn(256, n, generator=g)
+    h, table = torch.randn(256, 8, generator=g), torch.randn(n, 8, generator=g)
     ram = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=True))
     opt = torch.optim.Adam([ram.seen_offset], lr=0.05)
-    for _ in range(50):
+    for _ in range(50):  # the loss fine-tuning minimises
         opt.zero_grad()
-        F.cross_entropy(offset_seen(scores, history, ram.seen_offset), target).backward()
+        full_softmax_ce(h, table, target, history, ram.seen_offset).backward()
         opt.step()
     assert sign * float(ram.seen_offset) > 1.0
 
