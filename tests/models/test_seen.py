@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
 from raserec_core.models.full_softmax import full_softmax_ce  # noqa: E402
+from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
 from raserec_core.models.seen import first_occurrences, offset_seen, seen_mask  # noqa: E402
 
 
