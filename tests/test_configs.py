@@ -64,3 +64,8 @@ def test_published_experiments_keep_seen_items_in_the_ranking(name):
 @pytest.mark.parametrize("name", ["paper.yaml", "duorec.yaml", "sasrec.yaml", "gru4rec.yaml", "sasrec_ss.yaml"])
 def test_published_experiments_train_at_a_constant_learning_rate(name):
     assert load_config(CONFIGS / name).pretrain.lr_decay == 1.0
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "raserec.yaml"])
+def test_the_published_ram_has_no_learned_seen_offset(name):
+    assert load_config(CONFIGS / name).finetune.history_bias is False
