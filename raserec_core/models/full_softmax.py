@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from .seen import first_occurrences
+
 _BLOCK_ELEMENTS = 1 << 19  # logits per block: 2 MiB of float32
 
 
@@ -73,8 +75,6 @@ def full_softmax_ce(
     target_logit = (h * table[target]).sum(1)
     if seen_offset is None:
         return (lse - target_logit).mean()
-    from .seen import first_occurrences
-
     history = history.to(h.device)
     own = first_occurrences(history)  # (B, L): each item of the row once, padding never
     history_logits = torch.einsum("bd,bld->bl", h, table[history])

@@ -5,8 +5,8 @@ is built from their embeddings; whether users come back to items is a property o
 scorer has no separate way to learn. RepeatNet (Ren et al., AAAI 2019) and the repeat-aware models after
 it give the model that choice explicitly. Here it is one scalar: ``score + offset`` for every item of the
 query's input sequence, learned by the next-item loss with the rest of the model. On logs where users
-never come back to an item (the S3-Rec Amazon files) it learns a large negative offset; where they do,
-a smaller or positive one.
+never come back to an item (the S3-Rec Amazon files) it goes negative for as long as it trains; where
+they do, it settles where the data put it.
 """
 
 from __future__ import annotations
