@@ -227,11 +227,16 @@ class Recommender:
         """The RAM's learned score offset for items of the query's own sequence (models.seen), if it has one."""
         return self.ram.seen_offset if self.ram is not None else None
 
-    def scores(self, h: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    def scores(self, h: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
         """(B, D) and the (B, L) input sequences -> (B, n_items) scores over the frozen item table (padding
-        included), the history items offset by ``seen_offset`` when the model learned one."""
+        included), the history items offset by ``seen_offset`` when the model learned one (only then is
+        the history read: None will do without)."""
         s = h @ self.encoder.item_table.detach().T
-        return s if self.seen_offset is None else offset_seen(s, history, self.seen_offset)
+        if self.seen_offset is None:
+            return s
+        if history is None:
+            raise ValueError("a model with a learned seen-item offset needs the queries' history to score")
+        return offset_seen(s, history, self.seen_offset)
 
     @torch.no_grad()
     def precompute(self, split, device) -> Precomputed:
@@ -247,7 +252,8 @@ class Recommender:
 
     def scores_rows(self, pre: Precomputed, rows: torch.Tensor, device) -> torch.Tensor:
         """(B, n_items) scores of the precomputed rows ``rows``."""
-        return self.scores(self.fused_rows(pre, rows, device), pre.history(rows))
+        history = pre.history(rows) if self.seen_offset is not None else None  # not fetched when unused
+        return self.scores(self.fused_rows(pre, rows, device), history)
 
     # Serving.
 
