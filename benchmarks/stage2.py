@@ -9,7 +9,8 @@ Variants: `paper` (the released setting: beta 1.0, IVF nprobe 1), `beta0.5` (bot
 `exact` (Flat index: exact retrieval), `fast` (the default configuration, configs/fast.yaml: seen items
 excluded), `fastk10` (the default with 10 retrieved memories instead of 20), `fastsel` (the default, its fallback to the
 encoder alone named: for runs recorded before it), `fastseen` (the default with the learned seen-item offset,
-`finetune.history_bias`).
+`finetune.history_bias=learned`), `fastcal` (the default with the offset calibrated after training,
+`finetune.history_bias=calibrated`).
 
     python benchmarks/stage2.py [--only NAME ...] [--work benchmarks/runs]
 """
@@ -41,7 +42,9 @@ VARIANTS = {
     # 2026-12-04 on): for encoders whose "fast" run was recorded before it and falls back.
     "fastsel": ([], ["--set", "finetune.encoder_fallback=true"], CONFIGS / "fast.yaml"),
     # The default with the RAM's learned offset for the items of the query's own sequence (models/seen.py).
-    "fastseen": ([], ["--set", "finetune.history_bias=true"], CONFIGS / "fast.yaml"),
+    "fastseen": ([], ["--set", "finetune.history_bias=learned"], CONFIGS / "fast.yaml"),
+    # The default with the offset calibrated on the training queries after the RAM is trained.
+    "fastcal": ([], ["--set", "finetune.history_bias=calibrated"], CONFIGS / "fast.yaml"),
 }
 
 # (stage-1 run name, variant), in the order they should run.
@@ -98,6 +101,12 @@ PLAN = [
     ("sports-fastbsadecay-2020", "fastseen"),
     ("sports-fastbsadecay-2021", "fastseen"),
     ("sports-fastbsadecay-2022", "fastseen"),
+    ("beauty-fastbsadecay-2020", "fastcal"),
+    ("beauty-fastbsadecay-2021", "fastcal"),
+    ("beauty-fastbsadecay-2022", "fastcal"),
+    ("sports-fastbsadecay-2020", "fastcal"),
+    ("sports-fastbsadecay-2021", "fastcal"),
+    ("sports-fastbsadecay-2022", "fastcal"),
 ]
 
 

@@ -169,8 +169,11 @@ class FinetuneConfig:
     retrieval_position_embedding: bool = False
     length_gate: int = ranged(0, "[0, inf)")  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
     channel2_retrieval: str = "shared"  # shared (the code) | target: tar->seq retrieves by target similarity
-    # A learned score offset for the items of the query's own sequence (models/seen.py): off in the paper.
-    history_bias: bool = False
+    # A score offset for the items of the query's own sequence (models/seen.py): none (the paper), learned
+    # with the RAM, or calibrated on the training queries once the RAM is trained (the default: it leaves
+    # the training and every ranking without seen items as they are; benchmarks/RESULTS.md, "A calibrated
+    # offset for seen items").
+    history_bias: str = "calibrated"
     # Model selection on validation: when the best fine-tuned epoch does not beat the frozen encoder alone, the
     # model folder ranks by the encoder (alpha 1: h_aug = h). Off in the paper's configurations (always the RAM).
     encoder_fallback: bool = True
@@ -243,6 +246,7 @@ CHOICES = {
     "pretrain.batching": {"bucket", "random", "sequence"},
     "memory.index_type": {"auto", "brute", "flat", "ivf", "ivfsq", "ivfpq"},
     "finetune.channel2_retrieval": {"shared", "target"},
+    "finetune.history_bias": {"none", "learned", "calibrated"},
     "memory.partition": {"none", "length", "popularity", "random", "time"},
     "memory.partition_side": {"head", "tail"},
 }

@@ -189,7 +189,7 @@ class Recommender:
         if manifest.get("kind") == "raserec":
             if memory_dir is None:
                 raise ValueError(f"{model_dir}: a fine-tuned model needs its memory bank")
-            settings, ram_cfg = apply_overrides(RetrievalSettings.from_manifest(manifest), RAMConfig(**manifest["ram"]),
+            settings, ram_cfg = apply_overrides(RetrievalSettings.from_manifest(manifest), RAMConfig.from_record(manifest["ram"]),
                                                 overrides or {})
             ram = load_ram(model_dir, manifest, device, ram_cfg)
             bank = load_memory(memory_dir, manifest, settings, model_dir)
@@ -224,18 +224,18 @@ class Recommender:
 
     @property
     def seen_offset(self) -> torch.Tensor | None:
-        """The RAM's learned score offset for items of the query's own sequence (models.seen), if it has one."""
+        """The RAM's score offset for items of the query's own sequence (models.seen), if it has one."""
         return self.ram.seen_offset if self.ram is not None else None
 
     def scores(self, h: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
         """(B, D) and the (B, L) input sequences -> (B, n_items) scores over the frozen item table (padding
-        included), the history items offset by ``seen_offset`` when the model learned one (only then is
+        included), the history items offset by ``seen_offset`` when the model has one (only then is
         the history read: None will do without)."""
         s = h @ self.encoder.item_table.detach().T
         if self.seen_offset is None:
             return s
         if history is None:
-            raise ValueError("a model with a learned seen-item offset needs the queries' history to score")
+            raise ValueError("a model with a seen-item offset needs the queries' history to score")
         return offset_seen(s, history, self.seen_offset)
 
     @torch.no_grad()

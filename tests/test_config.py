@@ -284,3 +284,10 @@ def test_a_base_lies_under_the_config_file_and_the_overrides(tmp_path):
     assert (load(args, base={"seed": 1, "finetune": {"top_k": 7}}).seed, load(args, base=base).finetune.top_k) == (5, 7)
     with pytest.raises(ConfigError, match="unknown config key 'finetune.nope'"):
         load_config(None, None, base={"finetune": {"nope": 1}})
+
+
+@pytest.mark.parametrize("value", [True, "off", "always"])
+def test_the_seen_item_offset_is_named_not_a_flag(value):
+    """none | learned | calibrated; the true/false of earlier versions fails naming the choices."""
+    with pytest.raises(ConfigError, match=r"'finetune.history_bias'.*\['calibrated', 'learned', 'none'\]"):
+        from_dict({"finetune": {"history_bias": value}})

@@ -68,4 +68,4 @@ def test_published_experiments_train_at_a_constant_learning_rate(name):
 
 @pytest.mark.parametrize("name", ["paper.yaml", "raserec.yaml"])
 def test_the_published_ram_has_no_learned_seen_offset(name):
-    assert load_config(CONFIGS / name).finetune.history_bias is False
+    assert load_config(CONFIGS / name).finetune.history_bias == "none"

@@ -84,5 +84,5 @@ def load_ram(model_dir: str | Path, manifest: dict, device: torch.device | str, 
     model_dir = Path(model_dir)
     if "ram" not in manifest or "ram_sha256" not in manifest:
         raise CheckpointError(f"{model_dir / 'model.json'}: no ram or ram_sha256 (not a 'raserec finetune' output)")
-    ram = load_weights(RAM(cfg or RAMConfig(**manifest["ram"])), model_dir / "ram.pt", manifest["ram_sha256"])
+    ram = load_weights(RAM(cfg or RAMConfig.from_record(manifest["ram"])), model_dir / "ram.pt", manifest["ram_sha256"])
     return ram.to(device).eval()

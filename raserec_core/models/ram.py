@@ -17,8 +17,9 @@ exposed as options:
 - the code feeds both channels the same retrieved list; the caller may pass a second list for the
   tar->seq channel (``finetune.channel2_retrieval = target``: memories whose target embedding is
   closest to h, from the index over targets that the code builds but never queries).
-Beyond the paper, ``history_bias`` (default off in the RAM; see ``models.seen``) adds a learned offset to
-the scores of the items in the query's own sequence: the RAM owns it, the recommender applies it.
+Beyond the paper, ``history_bias`` (none in the RAM by default; see ``models.seen``) adds an offset to the
+scores of the items in the query's own sequence, learned with the RAM or calibrated after it: the RAM owns
+it, the recommender applies it.
 Unlike the code, missing memories (fewer than K admissible) are masked in the attention, and a query
 with no memory at all keeps h (h_aug = h).
 """
@@ -51,7 +52,16 @@ class RAMConfig:
     cross_attn_residual_ln: bool = False
     retrieval_position_embedding: bool = False
     length_gate: int = 0
-    history_bias: bool = False
+    history_bias: str = "none"  # none | learned (a parameter) | calibrated (a buffer set after training)
+
+    @classmethod
+    def from_record(cls, record: dict) -> RAMConfig:
+        """The config a ``model.json`` records; folders written while ``history_bias`` was a flag say
+        true (learned) or false (none)."""
+        bias = record.get("history_bias", "none")
+        if isinstance(bias, bool):
+            bias = "learned" if bias else "none"
+        return cls(**{**record, "history_bias": bias})
 
 
 class CrossAttention(nn.Module):
@@ -101,8 +111,16 @@ class RAM(nn.Module):
         self.tar_seq = Channel(cfg)
         self.rank_embedding = nn.Embedding(cfg.top_k, cfg.hidden_size) if cfg.retrieval_position_embedding else None
         self.apply(partial(init_weights, std=cfg.initializer_range))
-        # Starts at 0 (no preference); the next-item loss moves it (models.seen).
-        self.seen_offset = nn.Parameter(torch.zeros(())) if cfg.history_bias else None
+        # Starts at 0 (no preference); the next-item loss moves a learned one, fine-tuning sets a calibrated
+        # one once the rest is trained (models.seen). Either way it is saved with the weights.
+        if cfg.history_bias == "learned":
+            self.seen_offset = nn.Parameter(torch.zeros(()))
+        elif cfg.history_bias == "calibrated":
+            self.register_buffer("seen_offset", torch.zeros(()))
+        elif cfg.history_bias == "none":
+            self.seen_offset = None
+        else:
+            raise ValueError(f"history_bias: {cfg.history_bias!r} is not one of none, learned, calibrated")
 
     @property
     def passes_through(self) -> bool:

@@ -1,15 +1,21 @@
-"""A learned score offset for the items already in the user's input: repeat against explore.
+"""A score offset for the items already in the user's input: repeat against explore.
 
 A dot-product scorer ranks the items of a user's own sequence high, since the sequence representation
 is built from their embeddings; whether users come back to items is a property of the data that the
 scorer has no separate way to learn. RepeatNet (Ren et al., AAAI 2019) and the repeat-aware models after
 it give the model that choice explicitly. Here it is one scalar: ``score + offset`` for every item of the
-query's input sequence, learned by the next-item loss with the rest of the model. On logs where users
-never come back to an item (the S3-Rec Amazon files) it goes negative for as long as it trains; where
-they do, it settles where the data put it.
+query's input sequence, set one of two ways (``finetune.history_bias``):
+
+- learned: by the next-item loss with the rest of the model. On logs where users never come back to an
+  item (the S3-Rec Amazon files) it goes negative for as long as it trains; where they do, it settles
+  where the data put it. It changes what the rest of the model learns, rankings without seen items too.
+- calibrated: after training, the rest of the model frozen, from the training queries alone
+  (``calibrate_offset``). Rankings without seen items cannot change, by construction.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -33,3 +39,43 @@ def first_occurrences(history: torch.Tensor) -> torch.Tensor:
 def offset_seen(scores: torch.Tensor, history: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """(B, N) scores with the scalar ``offset`` added to each row's history items (each item once)."""
     return torch.where(seen_mask(history.to(scores.device), scores.shape[1]), scores + offset, scores)
+
+
+def seen_log_odds(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B, N) scores (column 0 = padding, never ranked) and (B, L) histories -> (B,) log(p / (1 - p)), p the
+    softmax mass of each row's history items among the real items."""
+    mask = seen_mask(history.to(scores.device), scores.shape[1])
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    seen = scores.masked_fill(~mask, float("-inf")).logsumexp(1)
+    unseen = scores.masked_fill(mask, float("-inf")).logsumexp(1)
+    return seen - unseen
+
+
+def calibrate_offset(log_odds: torch.Tensor, repeats: int) -> float:
+    """The offset b at which the queries' expected number of targets among their seen items matches the
+    observed one: mean_j sigmoid(b + log_odds_j) = (repeats + 1/2) / (n + 1) over the n queries.
+
+    Adding b to the seen items turns their mass p into sigmoid(b + logit p), so the left side is the
+    model's rate of repeat targets after the offset. With the observed count itself this is where the
+    next-item likelihood in b alone is stationary; it has no finite solution when no target repeats (the
+    likelihood keeps rising as b falls), hence the Krichevsky-Trofimov estimate of the rate on the right:
+    half a repeat more, which still drives b as low as the number of queries warrants."""
+    n = log_odds.numel()
+    if n == 0:
+        raise ValueError("no queries to calibrate the seen-item offset on")
+    if not 0 <= repeats <= n:
+        raise ValueError(f"repeats must be in [0, {n}], got {repeats}")
+    x = log_odds.double().clamp(-1e4, 1e4)  # a row with no seen mass (-inf) or only seen mass (+inf)
+    rate = (repeats + 0.5) / (n + 1)
+    goal = math.log(rate) - math.log1p(-rate)
+    lo, hi = goal - float(x.max()), goal - float(x.min())  # sigmoid(b + x_j) <= rate for all j at lo, >= at hi
+    for _ in range(200):  # bisection: the mean is increasing in b
+        mid = (lo + hi) / 2
+        if torch.sigmoid(mid + x).mean().item() < rate:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-9:
+            break
+    return (lo + hi) / 2

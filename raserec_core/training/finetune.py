@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -23,11 +22,12 @@ from ..evaluation.split import evaluate_split, recommender_scores
 from ..memory.bank import MemoryBank
 from ..models.checkpoint import file_sha256
 from ..models.objectives import next_item_ce
+from ..models.seen import calibrate_offset, seen_log_odds
 from ..recommender import Recommender
 from ..storage import atomic_write_text
 from . import distributed
 from .loop import LoopConfig, fit, write_model_folder
-from .resume import read_weights
+from .resume import read_weights, save_weights
 
 log = logging.getLogger("raserec.finetune")
 
@@ -45,10 +45,12 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
     train_q, valid_q = rec.precompute(train, device), rec.precompute(valid, device)
     targets = train.target
 
+    learned = ram.cfg.history_bias == "learned"  # a calibrated offset stays 0 until the RAM is trained
+
     def loss_fn(rows: torch.Tensor, generator: torch.Generator):
         h, table = rec.fused_rows(train_q, rows, device), rec.encoder.item_table.detach()
-        history = train_q.history(rows) if rec.seen_offset is not None else None
-        loss = next_item_ce(h, table, targets[rows].to(device), history, rec.seen_offset)
+        history = train_q.history(rows) if learned else None
+        loss = next_item_ce(h, table, targets[rows].to(device), history, rec.seen_offset if learned else None)
         return loss, {"rec": loss.detach()}
 
     loop_cfg = LoopConfig(
@@ -68,6 +70,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
         ram.load_state_dict(read_weights(out_dir / "best.pt"))
         ram.eval()
         selection = select_over_encoder(ram, validate, loop_cfg.valid_metric, state.best) if f.encoder_fallback else None
+        calibration = calibrate_seen_offset(rec, train_q, targets, device) if ram.cfg.history_bias == "calibrated" else None
         test = InstanceTensors(ds.splits["test"])
         test_rec = rec.for_test(ds, device)
         metrics = {
@@ -75,7 +78,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
             **evaluate_split(recommender_scores(test_rec, test_rec.precompute(test, device), device), test, "test/", cfg.eval)[0],
             "eval.mask_history": cfg.eval.mask_history,
         }
-        shutil.copyfile(out_dir / "best.pt", out_dir / "ram.pt")
+        save_weights(ram, out_dir / "ram.pt")  # the best epoch's weights, with a calibrated offset set
         manifest = {
             "kind": "raserec",
             "encoder": encoder_manifest["encoder"],
@@ -87,7 +90,8 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
             "memory": {"index_type": bank.index.kind, "entries": len(bank)},
             "n_trainable_parameters": sum(p.numel() for p in ram.parameters()),
             "encoder_fallback": selection,
-            "seen_offset": float(rec.seen_offset) if rec.seen_offset is not None else None,
+            "seen_offset": rec.seen_offset.item() if rec.seen_offset is not None else None,
+            "seen_calibration": calibration,
         }
         return write_model_folder(out_dir, manifest, metrics, state)
 
@@ -96,7 +100,7 @@ def finetune(ds: SeqDataset, encoder, encoder_manifest: dict, bank: MemoryBank, 
 
 def select_over_encoder(ram, validate, metric: str, ram_best: float) -> dict:
     """Keep the fine-tuned RAM only if its best validation score beats the encoder alone; otherwise set its
-    alpha to 1, which makes h_aug = h exactly, so the model ranks as its encoder does (its learned seen-item
+    alpha to 1, which makes h_aug = h exactly, so the model ranks as its encoder does (its seen-item
     offset, if any, kept). Returns the record of the comparison for the manifest (the RAM's configuration,
     alpha included, is saved with it)."""
     trained = ram.cfg
@@ -109,3 +113,23 @@ def select_over_encoder(ram, validate, metric: str, ram_best: float) -> dict:
     else:
         ram.cfg = trained
     return {"used": used, "metric": metric, "encoder": encoder_score, "ram": ram_best}
+
+
+@torch.no_grad()
+def calibrate_seen_offset(rec: Recommender, train_q, targets: torch.Tensor, device, block: int = 1024) -> dict:
+    """Set the RAM's calibrated seen-item offset from the training queries (``models.seen.calibrate_offset``),
+    everything else frozen; returns its record for the manifest. Training data only: validation selects."""
+    table = rec.encoder.item_table.detach()
+    log_odds, repeats = [], 0
+    for rows in torch.arange(len(targets)).split(block):
+        history = train_q.history(rows).to(device)
+        scores = rec.fused_rows(train_q, rows, device) @ table.T  # without the offset
+        log_odds.append(seen_log_odds(scores, history).cpu())
+        repeats += int((history == targets[rows].to(device)[:, None]).any(1).sum())
+    log_odds = torch.cat(log_odds)
+    offset = calibrate_offset(log_odds, repeats)
+    rec.seen_offset.fill_(offset)
+    seen_mass = torch.sigmoid(log_odds.double()).mean().item()
+    log.info("calibrated the seen-item offset to %.3f on %d training queries (%d repeat targets; the model put "
+             "%.4f of its mass on seen items)", offset, len(log_odds), repeats, seen_mass)
+    return {"queries": len(log_odds), "repeat_targets": repeats, "seen_mass": seen_mass, "offset": offset}

@@ -1,5 +1,6 @@
-"""The learned offset for the items of the query's own sequence (``models.seen``): which scores it moves,
-its gradient, and that the next-item loss moves it the way the data says."""
+"""The offset for the items of the query's own sequence (``models.seen``): which scores it moves, its
+gradient, that the next-item loss moves a learned one the way the data says, and the calibration of one
+after training."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ F = torch.nn.functional
 
 from raserec_core.models.full_softmax import full_softmax_ce  # noqa: E402
 from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
-from raserec_core.models.seen import first_occurrences, offset_seen, seen_mask  # noqa: E402
+from raserec_core.models.seen import (  # noqa: E402
+    calibrate_offset,
+    first_occurrences,
+    offset_seen,
+    seen_log_odds,
+    seen_mask,
+)
 
 
 def test_the_offset_moves_each_history_item_once_and_nothing_else():
@@ -71,7 +78,7 @@ def test_the_next_item_loss_learns_whether_users_come_back(repeat, sign):
     history = torch.randint(1, n // 2, (256, L), generator=g)  # the first half of the catalogue
     target = history[:, 0] if repeat else torch.randint(n // 2, n, (256,), generator=g)  # or the other half
     h, table = torch.randn(256, 8, generator=g), torch.randn(n, 8, generator=g)
-    ram = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=True))
+    ram = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias="learned"))
     opt = torch.optim.Adam([ram.seen_offset], lr=0.05)
     for _ in range(50):  # the loss fine-tuning minimises
         opt.zero_grad()
@@ -82,5 +89,51 @@ def test_the_next_item_loss_learns_whether_users_come_back(repeat, sign):
 
 def test_the_ram_owns_the_offset_only_when_asked():
     assert RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2)).seen_offset is None
-    with_offset = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=True))
-    assert float(with_offset.seen_offset) == 0.0 and "seen_offset" in with_offset.state_dict()
+    learned = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias="learned"))
+    assert float(learned.seen_offset) == 0.0 and "seen_offset" in learned.state_dict()
+    assert any(p is learned.seen_offset for p in learned.parameters())
+    calibrated = RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias="calibrated"))
+    assert "seen_offset" in calibrated.state_dict()  # saved with the weights, never trained
+    assert not any(p is calibrated.seen_offset for p in calibrated.parameters())
+    with pytest.raises(ValueError, match="history_bias"):
+        RAM(RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias="always"))
+
+
+@pytest.mark.parametrize("flag, mode", [(True, "learned"), (False, "none")])
+def test_model_folders_that_recorded_the_offset_as_a_flag_still_load(flag, mode):
+    record = {"hidden_size": 8, "inner_size": 8, "top_k": 2, "history_bias": flag}
+    assert RAMConfig.from_record(record) == RAMConfig(hidden_size=8, inner_size=8, top_k=2, history_bias=mode)
+    assert RAMConfig.from_record({"hidden_size": 8}).history_bias == "none"  # before the offset existed
+
+
+def test_seen_log_odds_are_those_of_the_softmax_mass_of_the_history():
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(4, 9, generator=g) * 3
+    history = torch.tensor([[1, 1, 4], [8, 0, 0], [2, 3, 5], [7, 6, 0]])
+    p = torch.softmax(scores[:, 1:], dim=1)  # padding (column 0) is never ranked
+    mass = (p * seen_mask(history, 9)[:, 1:]).sum(1)
+    torch.testing.assert_close(seen_log_odds(scores, history), (mass / (1 - mass)).log(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("repeats", [0, 7, 120])
+def test_the_calibrated_offset_matches_the_repeat_rate(repeats):
+    """After the offset, the model's mean seen-item mass is the Krichevsky-Trofimov rate of repeat targets;
+    where targets do repeat that is (nearly) the stationary point of the likelihood in the offset."""
+    g = torch.Generator().manual_seed(repeats)
+    log_odds = torch.randn(400, generator=g) * 2 - 3
+    b = calibrate_offset(log_odds, repeats)
+    rate = (repeats + 0.5) / 401
+    assert torch.sigmoid(b + log_odds.double()).mean().item() == pytest.approx(rate, rel=1e-6)
+    if repeats == 0:
+        assert b < -3.0  # nobody came back: seen items pushed far down
+    else:
+        # d/db of the negative log-likelihood, sum_j sigmoid(b + x_j) - repeats, is about the half a repeat
+        grad = torch.sigmoid(b + log_odds.double()).sum().item() - repeats
+        assert abs(grad) < 1.0
+
+
+def test_the_calibration_refuses_what_it_cannot_fit():
+    with pytest.raises(ValueError, match="no queries"):
+        calibrate_offset(torch.zeros(0), 0)
+    with pytest.raises(ValueError, match="repeats"):
+        calibrate_offset(torch.zeros(3), 4)
