@@ -8,8 +8,8 @@ each block's product, exponent and gradient stay in cache, the exponentials are 
 reused by the backward pass, and the result equals ``F.cross_entropy`` up to float rounding.
 
 The blocked part is the per-row log-sum-exp; the target's logit (one row of the table per query) and
-the learned offset for the query's own items (``models.seen``: a few dozen items per query) are small
-terms on top of it, left to autograd.
+the offset for the query's own items (``models.seen``: a few dozen items per query) are small terms on
+top of it, left to autograd; the same two parts give the seen items' mass that calibrates that offset.
 """
 
 from __future__ import annotations
@@ -76,9 +76,22 @@ def full_softmax_ce(
     if seen_offset is None:
         return (lse - target_logit).mean()
     history = history.to(h.device)
-    own = first_occurrences(history)  # (B, L): each item of the row once, padding never
-    history_logits = torch.einsum("bd,bld->bl", h, table[history])
-    p_seen = ((history_logits - lse[:, None]).exp() * own).sum(1)
-    target_seen = ((history == target[:, None]) & own).any(1)
-    lse = lse + torch.log1p(torch.expm1(seen_offset) * p_seen)
+    target_seen = ((history == target[:, None]) & (history > 0)).any(1)  # padding is no item the user has
+    lse = lse + torch.log1p(torch.expm1(seen_offset) * seen_mass(h, table, history, lse))
     return (lse - target_logit - seen_offset * target_seen).mean()
+
+
+def seen_mass(h: torch.Tensor, table: torch.Tensor, history: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """(B,) softmax mass of each row's history items (each once, padding never) under h @ table.T, given
+    the rows' log-sum-exp ``lse``: only the history's own logits are computed."""
+    own = first_occurrences(history)
+    history_logits = torch.einsum("bd,bld->bl", h, table[history])
+    return ((history_logits - lse[:, None]).exp() * own).sum(1)
+
+
+@torch.no_grad()
+def seen_log_odds(h: torch.Tensor, table: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B,) log(p / (1 - p)), p the softmax mass of each row's history items over the whole table (the
+    classes of the training cross-entropy): what ``models.seen.calibrate_offset`` fits the offset to."""
+    p = seen_mass(h, table, history.to(h.device), logsumexp_scores(h, table)).double()
+    return p.log() - torch.log1p(-p)

@@ -41,17 +41,6 @@ def offset_seen(scores: torch.Tensor, history: torch.Tensor, offset: torch.Tenso
     return torch.where(seen_mask(history.to(scores.device), scores.shape[1]), scores + offset, scores)
 
 
-def seen_log_odds(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """(B, N) scores (column 0 = padding, never ranked) and (B, L) histories -> (B,) log(p / (1 - p)), p the
-    softmax mass of each row's history items among the real items."""
-    mask = seen_mask(history.to(scores.device), scores.shape[1])
-    scores = scores.clone()
-    scores[:, 0] = float("-inf")
-    seen = scores.masked_fill(~mask, float("-inf")).logsumexp(1)
-    unseen = scores.masked_fill(mask, float("-inf")).logsumexp(1)
-    return seen - unseen
-
-
 def calibrate_offset(log_odds: torch.Tensor, repeats: int) -> float:
     """The offset b at which the queries' expected number of targets among their seen items matches the
     observed one: mean_j sigmoid(b + log_odds_j) = (repeats + 1/2) / (n + 1) over the n queries.

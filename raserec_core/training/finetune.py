@@ -21,8 +21,9 @@ from ..data.batching import InstanceTensors
 from ..evaluation.split import evaluate_split, recommender_scores
 from ..memory.bank import MemoryBank
 from ..models.checkpoint import file_sha256
+from ..models.full_softmax import seen_log_odds
 from ..models.objectives import next_item_ce
-from ..models.seen import calibrate_offset, seen_log_odds
+from ..models.seen import calibrate_offset
 from ..recommender import Recommender
 from ..storage import atomic_write_text
 from . import distributed
@@ -122,10 +123,9 @@ def calibrate_seen_offset(rec: Recommender, train_q, targets: torch.Tensor, devi
     table = rec.encoder.item_table.detach()
     log_odds, repeats = [], 0
     for rows in torch.arange(len(targets)).split(block):
-        history = train_q.history(rows).to(device)
-        scores = rec.fused_rows(train_q, rows, device) @ table.T  # without the offset
-        log_odds.append(seen_log_odds(scores, history).cpu())
-        repeats += int((history == targets[rows].to(device)[:, None]).any(1).sum())
+        history = train_q.history(rows)
+        log_odds.append(seen_log_odds(rec.fused_rows(train_q, rows, device), table, history).cpu())
+        repeats += int((history == targets[rows][:, None]).any(1).sum())
     log_odds = torch.cat(log_odds)
     offset = calibrate_offset(log_odds, repeats)
     rec.seen_offset.fill_(offset)

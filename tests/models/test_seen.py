@@ -9,15 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from raserec_core.models.full_softmax import full_softmax_ce  # noqa: E402
+from raserec_core.models.full_softmax import full_softmax_ce, seen_log_odds  # noqa: E402
 from raserec_core.models.ram import RAM, RAMConfig  # noqa: E402
-from raserec_core.models.seen import (  # noqa: E402
-    calibrate_offset,
-    first_occurrences,
-    offset_seen,
-    seen_log_odds,
-    seen_mask,
-)
+from raserec_core.models.seen import calibrate_offset, first_occurrences, offset_seen, seen_mask  # noqa: E402
 
 
 def test_the_offset_moves_each_history_item_once_and_nothing_else():
@@ -108,11 +102,11 @@ def test_model_folders_that_recorded_the_offset_as_a_flag_still_load(flag, mode)
 
 def test_seen_log_odds_are_those_of_the_softmax_mass_of_the_history():
     g = torch.Generator().manual_seed(1)
-    scores = torch.randn(4, 9, generator=g) * 3
-    history = torch.tensor([[1, 1, 4], [8, 0, 0], [2, 3, 5], [7, 6, 0]])
-    p = torch.softmax(scores[:, 1:], dim=1)  # padding (column 0) is never ranked
-    mass = (p * seen_mask(history, 9)[:, 1:]).sum(1)
-    torch.testing.assert_close(seen_log_odds(scores, history), (mass / (1 - mass)).log(), rtol=1e-5, atol=1e-5)
+    h, table = torch.randn(4, 8, generator=g), torch.randn(3000, 8, generator=g) * 2  # several blocks
+    history = torch.tensor([[1, 1, 4], [8, 0, 0], [2, 3, 5], [7, 6, 0]])  # a repeat counts once; padding never
+    mass = (torch.softmax(h @ table.T, dim=1) * seen_mask(history, 3000)).sum(1)
+    torch.testing.assert_close(seen_log_odds(h, table, history), (mass / (1 - mass)).log().double(),
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("repeats", [0, 7, 120])
