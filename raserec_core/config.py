@@ -62,7 +62,6 @@ def ranged(default: Any, interval: str) -> Any:
     return field(default=default, metadata={"range": Range.parse(interval)})
 
 
-
 @dataclass(frozen=True)
 class DataConfig:
     k_core: int = ranged(5, "[0, inf)")  # iterative k-core on users and items; 0 switches it off (preprocess only)
@@ -169,10 +168,7 @@ class FinetuneConfig:
     retrieval_position_embedding: bool = False
     length_gate: int = ranged(0, "[0, inf)")  # 0 = off; >0: sequences longer than this keep h (the code's low_popular)
     channel2_retrieval: str = "shared"  # shared (the code) | target: tar->seq retrieves by target similarity
-    # A score offset for the items of the query's own sequence (models/seen.py): none (the paper), learned
-    # with the RAM, or calibrated on the training queries once the RAM is trained (the default: it leaves
-    # the training and every ranking without seen items as they are; benchmarks/RESULTS.md, "A calibrated
-    # offset for seen items").
+    # Offset for the query's own items (models/seen.py): none (the paper) | learned | calibrated after training
     history_bias: str = "calibrated"
     # Model selection on validation: when the best fine-tuned epoch does not beat the frozen encoder alone, the
     # model folder ranks by the encoder (alpha 1: h_aug = h). Off in the paper's configurations (always the RAM).
