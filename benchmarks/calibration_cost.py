@@ -41,7 +41,7 @@ def main() -> None:
     t0 = time.perf_counter()
     record = calibrate_seen_offset(rec, queries, train.target, "cpu")
     seconds = time.perf_counter() - t0
-    print(f"{args.run}: offset {record['offset']:.6f} (recorded {recorded:.6f}), {record['queries']} training "
+    print(f"{args.run}: offset {float(rec.seen_offset):.6f} (recorded {recorded:.6f}), {record['queries']} training "
           f"queries, {record['repeat_targets']} repeat targets, seen mass {record['seen_mass']:.4f}; "
           f"{seconds:.1f} s with {args.threads} threads")
 

@@ -119,7 +119,8 @@ def select_over_encoder(ram, validate, metric: str, ram_best: float) -> dict:
 @torch.no_grad()
 def calibrate_seen_offset(rec: Recommender, train_q, targets: torch.Tensor, device, block: int = 1024) -> dict:
     """Set the RAM's calibrated seen-item offset from the training queries (``models.seen.calibrate_offset``),
-    everything else frozen; returns its record for the manifest. Training data only: validation selects."""
+    everything else frozen; returns what it was fitted on, for the manifest. Training data only: validation
+    selects."""
     table = rec.encoder.item_table.detach()
     log_odds, repeats = [], 0
     for rows in torch.arange(len(targets)).split(block):
@@ -132,4 +133,4 @@ def calibrate_seen_offset(rec: Recommender, train_q, targets: torch.Tensor, devi
     seen_mass = torch.sigmoid(log_odds.double()).mean().item()
     log.info("calibrated the seen-item offset to %.3f on %d training queries (%d repeat targets; the model put "
              "%.4f of its mass on seen items)", offset, len(log_odds), repeats, seen_mass)
-    return {"queries": len(log_odds), "repeat_targets": repeats, "seen_mass": seen_mass, "offset": offset}
+    return {"queries": len(log_odds), "repeat_targets": repeats, "seen_mass": seen_mass}  # the offset: seen_offset
