@@ -118,6 +118,8 @@ def test_the_calibrated_offset_matches_the_repeat_rate(repeats):
     b = calibrate_offset(log_odds, repeats)
     rate = (repeats + 0.5) / 401
     assert torch.sigmoid(b + log_odds.double()).mean().item() == pytest.approx(rate, rel=1e-6)
+    before = torch.sigmoid(log_odds.double()).mean().item()  # the model's own rate, about 0.12
+    assert (b > 0) == (rate > before)  # up where users come back more often than the model says, else down
     if repeats == 0:
         assert b < -3.0  # nobody came back: seen items pushed far down
     else:
