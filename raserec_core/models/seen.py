@@ -20,14 +20,6 @@ import math
 import torch
 
 
-def seen_mask(history: torch.Tensor, n_items: int) -> torch.Tensor:
-    """(B, L) item indices (0 = padding) -> (B, n_items) True where the item is in the row's history."""
-    mask = torch.zeros(history.shape[0], n_items, dtype=torch.bool, device=history.device)
-    mask.scatter_(1, history, True)
-    mask[:, 0] = False  # padding is not an item the user has
-    return mask
-
-
 def first_occurrences(history: torch.Tensor) -> torch.Tensor:
     """(B, L) item indices (0 = padding) -> (B, L) True at the first slot of each distinct item of its row."""
     ordered, order = history.sort(dim=1, stable=True)
@@ -37,8 +29,12 @@ def first_occurrences(history: torch.Tensor) -> torch.Tensor:
 
 
 def offset_seen(scores: torch.Tensor, history: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """(B, N) scores with the scalar ``offset`` added to each row's history items (each item once)."""
-    return torch.where(seen_mask(history.to(scores.device), scores.shape[1]), scores + offset, scores)
+    """(B, N) scores with the scalar ``offset`` added to each row's history items (each item once).
+
+    Only the history's own columns are touched: the offset is scattered onto the first slot of each
+    distinct item (repeats and padding add 0), so the cost is one copy of the scores, not a (B, N) mask."""
+    history = history.to(scores.device)
+    return scores.scatter_add(1, history, first_occurrences(history).to(scores.dtype) * offset)
 
 
 def calibrate_offset(log_odds: torch.Tensor, repeats: int) -> float:
