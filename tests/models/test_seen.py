@@ -31,6 +31,16 @@ def test_the_offset_moves_each_history_item_once_and_nothing_else():
     assert torch.equal(out, expected)  # padding (column 0) is never a seen item
 
 
+def test_the_offset_equals_a_dense_mask_over_the_history():
+    """The scatter onto the history's own columns against the plain form: a (B, N) mask of seen items."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(64, 500, generator=g)
+    history = torch.randint(0, 40, (64, 12), generator=g)  # many repeats and padding slots
+    offset = torch.tensor(-2.5)
+    dense = torch.where(seen_mask(history, 500), scores + offset, scores)
+    assert torch.equal(offset_seen(scores, history, offset), dense)
+
+
 def test_the_offsets_gradient_is_the_sum_over_the_seen_items():
     scores = torch.randn(3, 7)
     history = torch.tensor([[1, 2, 2], [6, 0, 0], [0, 0, 0]])
